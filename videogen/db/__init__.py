@@ -1,0 +1,1 @@
+"""PostgreSQL access: schema, migrations (Alembic) and the job repository."""

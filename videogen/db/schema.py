@@ -1,0 +1,102 @@
+"""SQLAlchemy Core description of the tables that migrations create.
+
+Request parameters (model, width, height, num_frames, fps, steps, guidance_scale, seed,
+quality_preset) are stored as ``text`` exactly as submitted: anyone may insert rows, and a value of
+the wrong type must become a ``rejected`` job with a clear message rather than an INSERT that
+PostgreSQL refuses (a lost request). Validation parses them and writes the normalized values back,
+so after validation the columns hold what was actually generated. Everything the platform itself
+writes (status, timestamps, outputs, metering) is strongly typed.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+STATUSES = ("pending", "queued", "running", "succeeded", "failed", "rejected", "canceled")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "rejected", "canceled"})
+ACTIVE_STATUSES = frozenset({"queued", "running"})
+
+REQUEST_PARAMETERS = (
+    "model",
+    "width",
+    "height",
+    "num_frames",
+    "fps",
+    "steps",
+    "guidance_scale",
+    "seed",
+    "quality_preset",
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("negative_prompt", sa.Text, nullable=False, server_default=""),
+    # Request parameters, as submitted (text; NULL = the model's default).
+    sa.Column("model", sa.Text, nullable=False, server_default="tiny"),
+    sa.Column("width", sa.Text),
+    sa.Column("height", sa.Text),
+    sa.Column("num_frames", sa.Text),
+    sa.Column("fps", sa.Text),
+    sa.Column("steps", sa.Text),
+    sa.Column("guidance_scale", sa.Text),
+    sa.Column("seed", sa.Text),
+    sa.Column("quality_preset", sa.Text, nullable=False, server_default="STANDARD"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("idempotency_key", sa.Text),
+    # Lifecycle
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("stage", sa.Text),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("queued_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Incremented by `videogen retry`: the sensor's run key is "<id>" then "<id>-r<submission>".
+    sa.Column("submission", sa.Integer, nullable=False, server_default="0"),
+    # A resubmitted job (worker died) waits until then: the retry backoff between runs.
+    sa.Column("not_before", sa.DateTime(timezone=True)),
+    # Written every few seconds by the process working on the job; a stale heartbeat on a running
+    # job means its worker died without reporting (the local run launcher cannot tell us).
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("run_id", sa.Text),
+    # Outputs and metering
+    sa.Column("output_uri", sa.Text),
+    sa.Column("thumbnail_uri", sa.Text),
+    sa.Column("output_size_bytes", sa.BigInteger),
+    sa.Column("output_sha256", sa.Text),
+    sa.Column("gpu_seconds", sa.Float),
+    sa.Column("credits", sa.Numeric(18, 4)),
+    sa.Column("error_code", sa.Text),
+    sa.Column("error_message", sa.Text),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="jobs_status_check"
+    ),
+    sa.UniqueConstraint("user_id", "idempotency_key", name="jobs_user_idempotency_key"),
+)
+
+sa.Index("jobs_pending_idx", jobs.c.id, postgresql_where=jobs.c.status == "pending")
+sa.Index("jobs_status_idx", jobs.c.status)
+sa.Index("jobs_created_at_idx", jobs.c.created_at)
+sa.Index("jobs_user_created_idx", jobs.c.user_id, jobs.c.created_at)
+
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("stage", sa.Text),
+    sa.Column("message", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+
+sa.Index("job_events_job_id_idx", job_events.c.job_id, job_events.c.id)

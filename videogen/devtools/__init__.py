@@ -1,0 +1,1 @@
+"""Developer tooling: the project-local PostgreSQL used by the demo command and the tests."""

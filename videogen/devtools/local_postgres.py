@@ -1,0 +1,150 @@
+"""A project-local PostgreSQL cluster, started from the Debian binaries.
+
+The demo command (``scripts/run_main_job.sh``) and the test suite both call :func:`ensure_running`,
+so that neither depends on a system service. PostgreSQL refuses to run as root, so when this process
+is root the server commands run as the ``postgres`` user through ``runuser``; the data directory is
+then owned by ``postgres``.
+
+The cluster listens on 127.0.0.1 only. Local socket connections (used here to create the role and
+database) are trusted; TCP connections need the password, like a real deployment.
+
+Usage: ``python -m videogen.devtools.local_postgres start --datadir DIR --port 55432``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROLE = "videogen"
+PASSWORD = "videogen"
+DATABASE = "videogen"
+
+
+def _bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    if candidates:
+        return Path(candidates[0]).parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise RuntimeError(
+        "PostgreSQL server binaries not found: install the Debian package 'postgresql' "
+        "(scripts/bootstrap.sh does) or set DATABASE_URL to an existing server."
+    )
+
+
+def _as_server_user(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True, **kwargs)
+
+
+@dataclass(frozen=True)
+class LocalPostgres:
+    datadir: Path
+    port: int
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.datadir
+
+    def url(self, database: str = DATABASE) -> str:
+        return f"postgresql+psycopg2://{ROLE}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        out = _run(
+            [str(_bindir() / "psql"), "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]
+        )
+        return out.stdout.strip()
+
+    def is_ready(self) -> bool:
+        result = subprocess.run(
+            [str(_bindir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+        )
+        return result.returncode == 0
+
+    def initialize(self) -> None:
+        if (self.datadir / "PG_VERSION").exists():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.datadir, "postgres", "postgres")
+            # The server user must be able to reach its data directory.
+            for parent in self.datadir.parents:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+        _run([str(_bindir() / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth-local=trust",
+              "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.initialize()
+        if not self.is_ready():
+            _run([str(_bindir() / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir / "server.log"),
+                  "-w", "-t", str(int(timeout_s)), "-o",
+                  f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
+                  "-c max_connections=200 -c fsync=off -c synchronous_commit=off",
+                  "start"])
+        deadline = time.monotonic() + timeout_s
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not become ready on port {self.port} within {timeout_s} s")
+            time.sleep(0.2)
+        self.ensure_database(DATABASE)
+
+    def ensure_database(self, name: str) -> None:
+        if self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'") != "1":
+            self._psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
+        if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+            self._psql(f'CREATE DATABASE "{name}" OWNER {ROLE}')
+
+    def stop(self) -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            _run([str(_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"])
+
+    def restart(self) -> None:
+        _run([str(_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "restart"])
+        deadline = time.monotonic() + 60
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL did not come back after restart")
+            time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["start", "stop", "url"])
+    parser.add_argument("--datadir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=55432)
+    parser.add_argument("--database", default=DATABASE)
+    args = parser.parse_args(argv)
+    pg = LocalPostgres(args.datadir.resolve(), args.port)
+    if args.action == "start":
+        pg.start()
+        if args.database != DATABASE:
+            pg.ensure_database(args.database)
+        print(pg.url(args.database))
+    elif args.action == "stop":
+        pg.stop()
+    else:
+        print(pg.url(args.database))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Error types shared by every stage of a generation job.
+
+The distinction that matters operationally is *permanent* vs *transient*: a permanent failure
+(bad input) is never retried, a transient one (storage down, CUDA out of memory) is retried with
+backoff before the job is marked ``failed``.
+"""
+
+from __future__ import annotations
+
+
+class VideogenError(Exception):
+    """Base class. ``code`` is stored in ``jobs.error_code``; ``str(self)`` in ``jobs.error_message``."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ValidationError(VideogenError):
+    """The request can never succeed as written; the job goes to ``rejected`` and is not retried."""
+
+    code = "invalid_request"
+
+
+class TransientError(VideogenError):
+    """Worth retrying: the same request may succeed a little later."""
+
+    code = "transient_error"
+
+
+class StorageUnavailableError(TransientError):
+    code = "storage_unavailable"
+
+
+class StorageVerificationError(TransientError):
+    """An uploaded object did not match what was sent (size or checksum)."""
+
+    code = "storage_verification_failed"
+
+
+class OutOfMemoryError(TransientError):
+    code = "out_of_memory"
+
+
+class JobCanceledError(VideogenError):
+    """The job was canceled while a stage was working on it; stop without retrying."""
+
+    code = "canceled"
+
+
+class JobNotFoundError(VideogenError):
+    code = "not_found"
+
+
+class InvalidTransitionError(VideogenError):
+    """A status change that the lifecycle does not allow (e.g. cancel a succeeded job)."""
+
+    code = "invalid_transition"
