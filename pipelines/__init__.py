@@ -1,0 +1,1 @@
+"""Dagster jobs of the generation domain: generate_video (one run per request), submit_prompt, retention."""

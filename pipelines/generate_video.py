@@ -1,0 +1,169 @@
+"""Job ``generate_video``: one run per request, partitioned by job id.
+
+validate_prompt → generate_frames → encode_video → upload_outputs → finalize_job
+
+Each op is one concern and calls one function of :mod:`videogen.stages`. Transient failures
+(storage unavailable, CUDA out of memory) are retried with the configured backoff (5/15/45 s by
+default) by raising ``RetryRequested``; Dagster's own ``RetryPolicy`` only offers 2ⁿ−1 multiples of
+one delay, not an arbitrary schedule. When the retries are spent the job is marked ``failed`` with
+the cause. A rejected or canceled request ends the run quietly: the op yields no output, so the
+downstream ops are skipped and the run succeeds (it did what it should).
+"""
+
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import dagster as dg
+
+from pipelines.partitions import video_jobs_partitions
+from resources.generation import GenerationResource
+from resources.jobs import JobsResource
+from resources.storage import StorageResource
+from videogen import stages
+from videogen.errors import JobCanceledError, TransientError, ValidationError, VideogenError
+from videogen.heartbeat import JobHeartbeat
+
+T = TypeVar("T")
+
+def _job_id(context: dg.OpExecutionContext) -> int:
+    return int(context.partition_key)
+
+
+def _with_transient_retries(
+    context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, stage: str, work: Callable[[], T]
+) -> T:
+    """Run ``work``; on a TransientError retry with the configured backoff, then fail the job."""
+    delays = jobs.retry_delays()
+    store = jobs.store()
+    try:
+        return work()
+    except TransientError as error:
+        attempt = context.retry_number  # 0 on the first try
+        if attempt < len(delays):
+            store.record_event(
+                job_id, stage=stage, run_id=context.run_id,
+                message=f"{error.code}: {error.message}; retry {attempt + 1} of {len(delays)} in {delays[attempt]:g} s",
+            )
+            raise dg.RetryRequested(max_retries=len(delays), seconds_to_wait=delays[attempt]) from error
+        store.fail(job_id, code=error.code, message=f"{error.message} (after {len(delays)} retries)",
+                   run_id=context.run_id, stage=stage)
+        raise
+    except JobCanceledError:
+        store.record_event(job_id, stage=stage, run_id=context.run_id, message="stopped: the job was canceled")
+        raise dg.Failure(description=f"job {job_id} was canceled", allow_retries=False) from None
+    except VideogenError as error:
+        # Permanent and known (bad storage credentials, an encoder error…): no retry, the cause is kept.
+        store.fail(job_id, code=error.code, message=error.message, run_id=context.run_id, stage=stage)
+        raise
+    except Exception as error:
+        # A bug or an unexpected library error: permanent, record it so the job does not stay running.
+        store.fail(job_id, code="internal_error", message=f"{type(error).__name__}: {error}",
+                   run_id=context.run_id, stage=stage)
+        raise
+
+
+@dg.op(
+    out=dg.Out(stages.ValidatedJob, is_required=False),
+    description="Claims the job (status running) and validates prompt and parameters; invalid → rejected.",
+)
+def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generation: GenerationResource) -> Iterator[dg.Output]:
+    job_id = _job_id(context)
+    try:
+        validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id)
+    except stages.JobNotRunnable as reason:
+        context.log.warning(str(reason))
+        return
+    except ValidationError as error:
+        context.log.warning(f"job {job_id} rejected: {error.code}: {error.message}")
+        return
+    context.add_output_metadata({"model": validated.request.model, "credits": float(validated.request.credits),
+                                 "seed": validated.request.seed})
+    yield dg.Output(validated)
+
+
+@dg.op(
+    description="Runs the diffusers pipeline (the GPU step) and reports denoising progress.",
+    tags={"videogen/gpu_step": "true"},
+)
+def generate_frames(
+    context: dg.OpExecutionContext, validated: stages.ValidatedJob, jobs: JobsResource, generation: GenerationResource
+) -> stages.GeneratedFrames:
+    store = jobs.store()
+    job_id = validated.job_id
+    store.record_event(job_id, stage="generate", run_id=context.run_id,
+                       message=f"generating with model {validated.request.model}")
+
+    def work() -> stages.GeneratedFrames:
+        with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
+            pipeline = generation.pipeline(validated.request.model)
+            total = validated.request.steps
+
+            def on_step(step: int, steps: int) -> None:
+                store.set_progress(job_id, stage="generate", progress=step / steps)
+                context.log.info(f"job {job_id}: denoising step {step}/{steps}")
+
+            return stages.generate(pipeline, validated, on_step=on_step, should_cancel=lambda: heartbeat.canceled)
+
+    generated = _with_transient_retries(context, jobs, job_id, "generate", work)
+    store.add_gpu_seconds(job_id, generated.gpu_seconds)
+    context.add_output_metadata({"gpu_seconds": generated.gpu_seconds,
+                                 "frames": int(generated.frames.shape[0])})
+    return generated
+
+
+@dg.op(description="Encodes the frames to MP4 (H.264 yuv420p +faststart) with ffmpeg, plus thumbnails.")
+def encode_video(
+    context: dg.OpExecutionContext, validated: stages.ValidatedJob, generated: stages.GeneratedFrames,
+    jobs: JobsResource, storage: StorageResource,
+) -> stages.EncodedOutputs:
+    store = jobs.store()
+    store.record_event(validated.job_id, stage="encode", run_id=context.run_id, message="encoding")
+    with JobHeartbeat(store, validated.job_id, context.run_id):
+        encoded = _with_transient_retries(
+            context, jobs, validated.job_id, "encode",
+            lambda: stages.encode(validated, generated, codec=storage.codec),
+        )
+    context.add_output_metadata({"video_bytes": len(encoded.files[stages.VIDEO_NAME]),
+                                 "encode_seconds": encoded.encode_seconds})
+    return encoded
+
+
+@dg.op(description="Uploads video, thumbnails and metadata.json to the bucket and verifies them.")
+def upload_outputs(
+    context: dg.OpExecutionContext, validated: stages.ValidatedJob, encoded: stages.EncodedOutputs,
+    jobs: JobsResource, storage: StorageResource,
+) -> stages.StoredOutputs:
+    store = jobs.store()
+    store.record_event(validated.job_id, stage="upload", run_id=context.run_id, message="uploading outputs")
+    with JobHeartbeat(store, validated.job_id, context.run_id):
+        stored = _with_transient_retries(
+            context, jobs, validated.job_id, "upload",
+            lambda: stages.upload(storage.client(), validated, encoded),
+        )
+    context.add_output_metadata({"video_uri": stored.video_uri, "sha256": stored.sha256})
+    return stored
+
+
+@dg.op(description="Writes the final status (succeeded) and the output location back to `jobs`.")
+def finalize_job(
+    context: dg.OpExecutionContext, validated: stages.ValidatedJob, stored: stages.StoredOutputs, jobs: JobsResource
+) -> None:
+    if not stages.finalize(jobs.store(), validated, stored, run_id=context.run_id):
+        # Canceled while the last stage ran: the outputs exist but the job keeps its canceled status.
+        context.log.warning(f"job {validated.job_id} was not running any more; status left unchanged")
+
+
+@dg.job(
+    partitions_def=video_jobs_partitions,
+    description="Generates one video for one row of `jobs` (partition key = job id).",
+    # Transient failures are retried inside the run (per op) and dead workers by the reconciliation
+    # sensor, so Dagster's whole-run retries stay off for this job.
+    tags={"videogen/gpu": "true", "dagster/max_retries": "0", "team": "ml-platform"},
+)
+def generate_video() -> None:
+    validated = validate_prompt()
+    generated = generate_frames(validated)
+    encoded = encode_video(validated, generated)
+    stored = upload_outputs(validated, encoded)
+    finalize_job(validated, stored)

@@ -1,0 +1,1 @@
+"""Dagster resources: typed ConfigurableResources configured from the environment."""

@@ -1,0 +1,182 @@
+"""The stages of one generation job, as plain functions with explicit dependencies.
+
+The Dagster ops in ``pipelines/generate_video.py`` are thin wrappers over these: each op calls one
+stage, so every stage can be run and tested without Dagster. Values returned here are what travels
+between ops (through the run's IO manager), so they are small, picklable dataclasses; the encoded
+video travels as bytes so that steps may run in different pods.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from videogen.errors import ValidationError
+from videogen.generation.registry import ModelRegistry
+from videogen.lifecycle import JobStore, random_seed
+from videogen.validation import ValidatedRequest, validate_request
+
+VIDEO_NAME = "video.mp4"
+METADATA_NAME = "metadata.json"
+
+
+@dataclass(frozen=True)
+class ValidatedJob:
+    job_id: int
+    user_id: str
+    request: ValidatedRequest
+    model_revision: str
+
+
+@dataclass(frozen=True)
+class GeneratedFrames:
+    job_id: int
+    frames: Any  # numpy uint8 (num_frames, height, width, 3)
+    gpu_seconds: float
+
+
+@dataclass(frozen=True)
+class EncodedOutputs:
+    job_id: int
+    files: dict[str, bytes]  # file name -> content; the video first, then thumbnails
+    encoder: dict[str, Any] = field(default_factory=dict)
+    encode_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoredOutputs:
+    job_id: int
+    video_uri: str
+    thumbnail_uri: str
+    metadata_uri: str
+    size_bytes: int
+    sha256: str
+
+
+class JobNotRunnable(Exception):
+    """The job must not run in this run (canceled, or another live run owns it)."""
+
+
+def claim_and_validate(store: JobStore, registry: ModelRegistry, job_id: int, run_id: str) -> ValidatedJob:
+    """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``."""
+    row = store.start_attempt(job_id, run_id)
+    if row is None:
+        status = store.status_of(job_id)
+        raise JobNotRunnable(f"job {job_id} is {status}; run {run_id} will not process it")
+    try:
+        request = validate_request(row, registry, seed_if_missing=random_seed())
+    except ValidationError as error:
+        store.reject(job_id, error, run_id)
+        raise
+    store.save_validated(job_id, request)
+    spec = registry.get(request.model)
+    assert spec is not None  # validate_request checked it
+    store.record_event(job_id, stage="validate", message="request is valid", run_id=run_id)
+    return ValidatedJob(job_id=job_id, user_id=row["user_id"], request=request, model_revision=spec.revision)
+
+
+def generation_params(request: ValidatedRequest):
+    from videogen.generation.generate import GenerationParams
+
+    return GenerationParams(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width,
+        height=request.height,
+        num_frames=request.num_frames,
+        fps=request.fps,
+        steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        seed=request.seed,
+    )
+
+
+def generate(
+    pipeline: Any,
+    job: ValidatedJob,
+    *,
+    on_step: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> GeneratedFrames:
+    from videogen.generation.generate import generate_frames
+
+    result = generate_frames(pipeline, generation_params(job.request), on_step=on_step, should_cancel=should_cancel)
+    return GeneratedFrames(job_id=job.job_id, frames=result.frames, gpu_seconds=result.seconds)
+
+
+def encode(job: ValidatedJob, generated: GeneratedFrames, *, codec: str = "h264") -> EncodedOutputs:
+    from videogen.encoding.encoder import encode_video
+    from videogen.encoding.thumbnails import write_thumbnails
+
+    with tempfile.TemporaryDirectory(prefix=f"videogen-encode-{job.job_id}-") as workdir:
+        work = Path(workdir)
+        encoded = encode_video(
+            generated.frames,
+            fps=job.request.fps,
+            output_path=work / VIDEO_NAME,
+            preset=job.request.quality_preset,
+            codec=codec,
+        )
+        thumbnails = write_thumbnails(generated.frames, work)
+        files = {VIDEO_NAME: encoded.path.read_bytes()}
+        files.update({name: path.read_bytes() for name, path in thumbnails.files().items()})
+    return EncodedOutputs(
+        job_id=job.job_id, files=files, encoder=encoded.settings.to_dict(), encode_seconds=encoded.encode_seconds
+    )
+
+
+def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOutputs:
+    """Upload video, thumbnails and metadata.json (last: it lists the others' checksums), verified."""
+    from datetime import datetime, timezone
+
+    from videogen.encoding.metadata import build_metadata, current_code_version, output_digests, write_metadata
+    from videogen.storage.job_outputs import upload_job_outputs
+
+    request = job.request
+    with tempfile.TemporaryDirectory(prefix=f"videogen-upload-{job.job_id}-") as workdir:
+        work = Path(workdir)
+        paths: dict[str, Path] = {}
+        for name, content in encoded.files.items():
+            paths[name] = work / name
+            paths[name].write_bytes(content)
+        parameters = {key: value for key, value in request.parameters().items()
+                      if key not in ("prompt", "negative_prompt", "seed", "model")}
+        metadata = build_metadata(
+            job_id=job.job_id,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            parameters=parameters,
+            model_name=request.model,
+            model_revision=job.model_revision,
+            seed=request.seed,
+            outputs=output_digests(paths),
+            code_version=current_code_version(),
+            created_at=datetime.now(timezone.utc),
+            encoding=encoded.encoder,
+        )
+        paths[METADATA_NAME] = write_metadata(work / METADATA_NAME, metadata)
+        stored = upload_job_outputs(storage, job.job_id, paths)
+    video = stored[VIDEO_NAME]
+    thumbnail = next(obj for name, obj in stored.items() if name.endswith("_middle.png"))
+    return StoredOutputs(
+        job_id=job.job_id,
+        video_uri=video.uri,
+        thumbnail_uri=thumbnail.uri,
+        metadata_uri=stored[METADATA_NAME].uri,
+        size_bytes=video.size,
+        sha256=video.sha256,
+    )
+
+
+def finalize(store: JobStore, job: ValidatedJob, stored: StoredOutputs, *, run_id: str) -> bool:
+    return store.succeed(
+        job.job_id,
+        run_id=run_id,
+        output_uri=stored.video_uri,
+        thumbnail_uri=stored.thumbnail_uri,
+        output_size_bytes=stored.size_bytes,
+        output_sha256=stored.sha256,
+    )
