@@ -1,0 +1,174 @@
+"""Spark settings for the KPI assets, local or on a Kubernetes cluster, from an env mapping.
+
+The KPI code (``videogen/kpi``) builds its SparkSession from a settings dict; in production those
+settings come from :func:`spark_conf_for_profile`, so the same asset code runs on a cluster by
+configuration only::
+
+    SparkConfig.from_env(env) with conf = {**spark_conf_for_profile(env), **VIDEOGEN_SPARK_CONF}
+
+Cluster layout (client mode): the Dagster run pod of a KPI run is the Spark driver; Spark creates
+executor pods from the same CPU image (Java 17, pyspark 4.1.4 and the PostgreSQL JDBC driver from
+Debian's ``libpostgresql-jdbc-java``) under the ``spark`` service account of
+``k8s/manifests/spark-rbac.yaml``. Executors reach the driver at its pod IP, which
+:func:`spark_driver_k8s_config` puts in ``VIDEOGEN_SPARK_DRIVER_HOST`` through the downward API.
+
+No secret value ever enters the returned dict (it may be logged): S3A reads the AWS keys from the
+environment (``EnvironmentVariableCredentialsProvider``); executor pods get them from the
+``videogen-s3`` Secret by reference (``spark.kubernetes.executor.secretKeyRef.*``), and the database
+password travels as a JDBC connection property (``videogen.kpi.config.JdbcSource``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from videogen.deploy.profile import LOCAL, SPARK_MASTER_ENV_VAR, profile_name
+
+DEBIAN_JDBC_JAR = "/usr/share/java/postgresql.jar"
+# hadoop-aws and the AWS SDK v2 bundle it was built against (Hadoop 3.4.2 = pyspark 4.1.4's Hadoop
+# client), downloaded into the cpu image by the Dockerfile.
+IMAGE_S3A_JARS = ("/opt/videogen/jars/hadoop-aws-3.4.2.jar", "/opt/videogen/jars/bundle-2.29.52.jar")
+S3A_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
+
+DEFAULT_NAMESPACE = "videogen"
+DEFAULT_SERVICE_ACCOUNT = "spark"
+DEFAULT_S3_SECRET = "videogen-s3"
+# Fixed driver ports, so that executors can reach the driver pod (its IP, these ports).
+DRIVER_PORT = "7078"
+BLOCK_MANAGER_PORT = "7079"
+
+
+class SparkConfigError(ValueError):
+    """The cluster Spark settings are incomplete."""
+
+
+def _required(env: Mapping[str, str], name: str, why: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SparkConfigError(f"{name} is not set: {why}")
+    return value
+
+
+def _split(raw: str | None) -> list[str]:
+    return [part.strip() for part in (raw or "").split(",") if part.strip()]
+
+
+def _s3a_conf(env: Mapping[str, str], *, on_kubernetes: bool) -> dict[str, str]:
+    """S3A settings for ``s3a://`` paths (MinIO/Ceph/AWS); empty without an endpoint."""
+    endpoint = (env.get("VIDEOGEN_S3A_ENDPOINT") or env.get("VIDEOGEN_S3_ENDPOINT_URL") or "").strip()
+    if not endpoint:
+        return {}
+    conf = {
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": env.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1",
+        # MinIO and Ceph serve buckets under the path, not as virtual hosts.
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "true" if urlsplit(endpoint).scheme == "https" else "false",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": S3A_CREDENTIALS_PROVIDER,
+    }
+    if on_kubernetes:
+        # Executor pods read the same keys from the Secret (a reference: name and key, no value).
+        secret = env.get("VIDEOGEN_S3_CREDENTIALS_SECRET", "").strip() or DEFAULT_S3_SECRET
+        conf["spark.kubernetes.executor.secretKeyRef.AWS_ACCESS_KEY_ID"] = f"{secret}:AWS_ACCESS_KEY_ID"
+        conf["spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY"] = f"{secret}:AWS_SECRET_ACCESS_KEY"
+    return conf
+
+
+def _local_conf(env: Mapping[str, str]) -> dict[str, str]:
+    conf = {
+        "spark.master": env.get(SPARK_MASTER_ENV_VAR, "").strip() or "local[*]",
+        "spark.jars": ",".join([env.get("VIDEOGEN_JDBC_JAR", "").strip() or DEBIAN_JDBC_JAR,
+                                *_split(env.get("VIDEOGEN_SPARK_JARS"))]),
+        "spark.sql.session.timeZone": "UTC",
+    }
+    if env.get("VIDEOGEN_S3A_ENDPOINT", "").strip():  # local S3A only when asked for explicitly
+        conf.update(_s3a_conf(env, on_kubernetes=False))
+    return conf
+
+
+def _cluster_conf(env: Mapping[str, str]) -> dict[str, str]:
+    master = _required(env, SPARK_MASTER_ENV_VAR,
+                       "the production profile runs the KPI assets on a cluster, e.g. k8s://https://kubernetes.default.svc:443")
+    if master.startswith("local"):
+        raise SparkConfigError(f"{SPARK_MASTER_ENV_VAR}={master!r} is local mode; the production profile needs a cluster master")
+    jdbc_jar = env.get("VIDEOGEN_JDBC_JAR", "").strip() or DEBIAN_JDBC_JAR
+    extra_jars = _split(env.get("VIDEOGEN_SPARK_JARS")) or list(IMAGE_S3A_JARS)
+    conf = {
+        "spark.master": master,
+        "spark.submit.deployMode": "client",  # the driver is the Dagster run pod
+        "spark.app.name": env.get("VIDEOGEN_SPARK_APP_NAME", "").strip() or "videogen-kpis",
+        "spark.sql.session.timeZone": "UTC",
+        # The JDBC driver and the S3A jars exist at these paths in the image; the driver serves them
+        # to the executors, which load them from their working directory.
+        "spark.jars": ",".join([jdbc_jar, *extra_jars]),
+        "spark.executor.instances": env.get("VIDEOGEN_SPARK_EXECUTOR_INSTANCES", "").strip() or "2",
+        "spark.executor.memory": env.get("VIDEOGEN_SPARK_EXECUTOR_MEMORY", "").strip() or "2g",
+        "spark.executor.cores": env.get("VIDEOGEN_SPARK_EXECUTOR_CORES", "").strip() or "1",
+        "spark.driver.port": DRIVER_PORT,
+        "spark.blockManager.port": BLOCK_MANAGER_PORT,
+        "spark.driver.bindAddress": "0.0.0.0",
+    }
+    if master.startswith("k8s://"):
+        namespace = (env.get("VIDEOGEN_SPARK_NAMESPACE") or env.get("VIDEOGEN_K8S_NAMESPACE") or "").strip()
+        service_account = env.get("VIDEOGEN_SPARK_SERVICE_ACCOUNT", "").strip() or DEFAULT_SERVICE_ACCOUNT
+        conf.update({
+            "spark.kubernetes.container.image": _required(
+                env, "VIDEOGEN_SPARK_IMAGE", "Spark on Kubernetes needs the executor image (the Dockerfile's cpu target)"),
+            "spark.kubernetes.container.image.pullPolicy": "IfNotPresent",
+            "spark.kubernetes.namespace": namespace or DEFAULT_NAMESPACE,
+            "spark.kubernetes.authenticate.driver.serviceAccountName": service_account,
+            "spark.kubernetes.authenticate.executor.serviceAccountName": service_account,
+            "spark.kubernetes.executor.podNamePrefix": "videogen-kpi",
+            "spark.kubernetes.executor.deleteOnTermination": "true",
+            "spark.driver.host": _required(
+                env, "VIDEOGEN_SPARK_DRIVER_HOST",
+                "executors reach the driver at the run pod's IP (set from status.podIP by spark_driver_k8s_config)"),
+        })
+        driver_pod = env.get("VIDEOGEN_SPARK_DRIVER_POD_NAME", "").strip()
+        if driver_pod:
+            # Executors are owned by the driver pod: deleting the run pod deletes them too.
+            conf["spark.kubernetes.driver.pod.name"] = driver_pod
+    conf.update(_s3a_conf(env, on_kubernetes=master.startswith("k8s://")))
+    return conf
+
+
+def spark_conf_for_profile(env: Mapping[str, str]) -> dict[str, str]:
+    """Spark settings for the profile ``VIDEOGEN_PROFILE`` selects (all values are strings).
+
+    ``local``: Spark in local mode with the Debian JDBC jar. ``production``: Spark on the cluster
+    named by ``SPARK_MASTER`` (client mode on Kubernetes), with the JDBC jar, S3A and executor
+    sizing; raises :class:`SparkConfigError` naming the missing variable.
+    """
+    if profile_name(env) == LOCAL:
+        return _local_conf(env)
+    return _cluster_conf(env)
+
+
+def spark_driver_k8s_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """``dagster-k8s/config`` for the pod of a KPI run (the Spark driver), as a dict.
+
+    Put it on the KPI job as the tag ``{"dagster-k8s/config": json.dumps(...)}``: the pod runs as
+    the ``spark`` service account (allowed to create executor pods) and learns its own IP and name
+    from the downward API.
+    """
+    service_account = env.get("VIDEOGEN_SPARK_SERVICE_ACCOUNT", "").strip() or DEFAULT_SERVICE_ACCOUNT
+    return {
+        "container_config": {
+            "env": [
+                {"name": "VIDEOGEN_SPARK_DRIVER_HOST", "value_from": {"field_ref": {"field_path": "status.podIP"}}},
+                {"name": "VIDEOGEN_SPARK_DRIVER_POD_NAME", "value_from": {"field_ref": {"field_path": "metadata.name"}}},
+            ],
+            "ports": [
+                {"name": "spark-driver", "container_port": int(DRIVER_PORT)},
+                {"name": "spark-blockmgr", "container_port": int(BLOCK_MANAGER_PORT)},
+            ],
+            "resources": {
+                "requests": {"cpu": "1", "memory": "2Gi"},
+                "limits": {"cpu": "2", "memory": "4Gi"},
+            },
+        },
+        "pod_spec_config": {"service_account_name": service_account},
+    }
