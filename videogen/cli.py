@@ -85,7 +85,7 @@ def cmd_submit(args: argparse.Namespace, settings) -> int:
 
 STATUS_FIELDS = ("id", "user_id", "status", "stage", "progress", "model", "width", "height", "num_frames", "fps",
                  "steps", "seed", "quality_preset", "priority", "attempts", "created_at", "started_at",
-                 "finished_at", "run_id", "output_uri", "output_size_bytes", "output_sha256", "gpu_seconds",
+                 "finished_at", "run_id", "worker", "output_uri", "output_size_bytes", "output_sha256", "gpu_seconds",
                  "credits", "error_code", "error_message")
 
 

@@ -12,7 +12,9 @@ actors (a run and a ``videogen cancel``, say) can never both win a transition.
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,8 +139,6 @@ class JobStore:
                     )
                 ).one()
                 return Submission(existing.id, existing.status, False, existing.error_code, existing.error_message)
-            conn.execute(job_events.insert().values(job_id=row.id, status="pending", stage="submit",
-                                                    message="submitted"))
             if error is not None:
                 conn.execute(job_events.insert().values(job_id=row.id, status="rejected", stage="validate",
                                                         message=f"{error.code}: {error.message}"))
@@ -241,7 +241,8 @@ class JobStore:
         """Prove the worker is alive; returns the job's status (so callers notice a cancel)."""
         with self.engine.begin() as conn:
             conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running",
-                                             jobs.c.run_id == run_id).values(heartbeat_at=sa.func.now()))
+                                             jobs.c.run_id == run_id)
+                         .values(heartbeat_at=sa.func.now(), worker=f"{socket.gethostname()}:{os.getpid()}"))
             return conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
 
     def add_gpu_seconds(self, job_id: int, seconds: float) -> None:

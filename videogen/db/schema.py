@@ -66,6 +66,8 @@ jobs = sa.Table(
     # Written every few seconds by the process working on the job; a stale heartbeat on a running
     # job means its worker died without reporting (the local run launcher cannot tell us).
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    # "<host>:<pid>" of the process working on the job (what to look at, or kill, when it hangs).
+    sa.Column("worker", sa.Text),
     sa.Column("run_id", sa.Text),
     # Outputs and metering
     sa.Column("output_uri", sa.Text),

@@ -55,8 +55,9 @@ def wait_for_final(store: JobStore, job_ids: list[int], timeout_s: float, daemon
     last = ""
     while True:
         statuses = {job_id: store.get(job_id) for job_id in job_ids}
-        line = ", ".join(f"{i}:{row['status']}" + (f"({row['stage']} {row['progress']:.0%})"
-                                                    if row["status"] == "running" else "")
+        line = ", ".join(f"{i}:{row['status']}" + (f"({row['stage']}"
+                                                    + (f" {row['progress']:.0%}" if row["stage"] == "generate" else "")
+                                                    + ")" if row["status"] == "running" else "")
                          for i, row in statuses.items())
         if line != last:
             print(f"  {time.strftime('%H:%M:%S')}  {line}", flush=True)
@@ -87,7 +88,7 @@ def describe(settings, row: dict) -> list[str]:
         facts = probe_video(local)
     lines += [
         f"    output: {row['output_uri']}  ({row['output_size_bytes']} bytes, sha256 {row['output_sha256'][:12]}…)",
-        f"    ffprobe: codec={facts.codec} {facts.width}x{facts.height} frames={facts.num_frames} "
+        f"    ffprobe: codec={facts.codec} {facts.width}x{facts.height} frames={facts.frame_count} "
         f"fps={facts.fps:g} duration={facts.duration_s:.3f}s pix_fmt={facts.pix_fmt}",
         f"    requested: {row['width']}x{row['height']} frames={row['num_frames']} fps={row['fps']} "
         f"steps={row['steps']} seed={row['seed']}  gpu_seconds={row['gpu_seconds']:.2f} credits={row['credits']}",

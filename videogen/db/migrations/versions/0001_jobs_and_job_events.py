@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("submission", sa.Integer, nullable=False, server_default="0"),
         sa.Column("not_before", ts),
         sa.Column("heartbeat_at", ts),
+        sa.Column("worker", sa.Text),
         sa.Column("run_id", sa.Text),
         sa.Column("output_uri", sa.Text),
         sa.Column("thumbnail_uri", sa.Text),
@@ -78,8 +79,23 @@ def upgrade() -> None:
         sa.Column("created_at", ts, nullable=False, server_default=sa.text("now()")),
     )
     op.create_index("job_events_job_id_idx", "job_events", ["job_id", "id"])
+    # The first audit event is written by the database itself, so that rows inserted by any
+    # producer (SQL, the CLI, the launchpad) start their trail the same way.
+    op.execute("""
+        CREATE FUNCTION jobs_record_submission() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO job_events (job_id, status, stage, message) VALUES (NEW.id, 'pending', 'submit', 'submitted');
+            RETURN NEW;
+        END $$;
+    """)
+    op.execute("""
+        CREATE TRIGGER jobs_record_submission AFTER INSERT ON jobs
+        FOR EACH ROW EXECUTE FUNCTION jobs_record_submission();
+    """)
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS jobs_record_submission ON jobs")
+    op.execute("DROP FUNCTION IF EXISTS jobs_record_submission()")
     op.drop_table("job_events")
     op.drop_table("jobs")
