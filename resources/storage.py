@@ -17,6 +17,7 @@ class StorageResource(dg.ConfigurableResource):
     bucket: str = Field(default=DEFAULT_BUCKET, description="Bucket for job outputs; keys are videos/<job id>/….")
     endpoint_url: str | None = Field(default=None, description="S3 endpoint URL (MinIO/Ceph); empty for AWS.")
     region: str = Field(default="us-east-1", description="S3 region.")
+    create_bucket: bool = Field(default=False, description="Create the bucket if missing (a dev MinIO).")
     presign_expiry_s: int = Field(default=3600, description="Lifetime of download links, in seconds.")
     codec: str = Field(default="h264", description="Video codec: h264 (default) or h265.")
 
@@ -33,7 +34,7 @@ class StorageResource(dg.ConfigurableResource):
             presign_expiry_s=self.presign_expiry_s,
         )
         # Credentials are read by boto3 from the standard AWS_* environment variables, never from here.
-        return storage_from_settings(settings)
+        return storage_from_settings(settings, create_bucket=self.create_bucket)
 
     def client(self):
         return self._client
@@ -49,6 +50,7 @@ def storage_from_env() -> StorageResource:
         bucket=settings.bucket,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
+        create_bucket=(dg.EnvVar("VIDEOGEN_S3_CREATE_BUCKET").get_value("0") or "0") in ("1", "true", "yes"),
         presign_expiry_s=settings.presign_expiry_s,
         codec=dg.EnvVar("VIDEOGEN_CODEC").get_value("h264") or "h264",
     )
