@@ -11,6 +11,7 @@ downstream ops are skipped and the run succeeds (it did what it should).
 """
 
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from resources.generation import GenerationResource
 from resources.jobs import JobsResource
 from resources.storage import StorageResource
 from videogen import stages
+from videogen.deploy.profile import load_profile
 from videogen.errors import JobCanceledError, TransientError, ValidationError, VideogenError
 from videogen.heartbeat import JobHeartbeat
 
@@ -154,8 +156,20 @@ def finalize_job(
         context.log.warning(f"job {validated.job_id} was not running any more; status left unchanged")
 
 
+def generation_executor() -> dg.ExecutorDefinition:
+    """Local: every op in the run's process (no per-step process start). Production: one Kubernetes
+    pod per op (k8s_job_executor), so only generate_frames holds a GPU (see docs/kubernetes.md).
+    An incomplete production configuration fails here, when the code location loads."""
+    if load_profile(os.environ).is_production:
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.in_process_executor
+
+
 @dg.job(
     partitions_def=video_jobs_partitions,
+    executor_def=generation_executor(),
     description="Generates one video for one row of `jobs` (partition key = job id).",
     # Transient failures are retried inside the run (per op) and dead workers by the reconciliation
     # sensor, so Dagster's whole-run retries stay off for this job.

@@ -5,6 +5,7 @@ partitions and creates one run per request, skipping run keys it has already lau
 real daemon does). It can also "crash" after launching, before anything else is saved.
 """
 
+import json
 import threading
 from collections import Counter
 
@@ -196,3 +197,20 @@ def test_a_stale_heartbeat_marks_the_run_failed(store, instance, engine):
     assert recover_lost_jobs(store, instance, retry_delays_s=(), heartbeat_timeout_s=60) == [(job_id, "failed")]
     assert "stopped sending heartbeats" in store.get(job_id)["error_message"]
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_production_runs_carry_the_generation_step_gpu_config(store, instance):
+    from videogen.deploy.k8s import GpuPlacement
+
+    (job_id,) = submit(store, 1)
+    (request,) = plan_tick(store, instance, batch_size=10, placement=GpuPlacement()).run_requests
+    per_step = request.run_config["execution"]["config"]["per_step_k8s_config"]
+    limits = per_step["generate_frames"]["container_config"]["resources"]["limits"]
+    assert str(limits["nvidia.com/gpu"]) == "1"
+    others = {step: config for step, config in per_step.items() if step != "generate_frames"}
+    assert others and all("nvidia.com/gpu" not in json.dumps(config) for config in others.values())
+    assert request.tags["videogen/gpu"] == "true" and request.tags["videogen/gpus"] == "1"
+    # The local profile passes no placement: no Kubernetes config at all.
+    (other,) = submit(store, 1)
+    local = [r for r in plan_tick(store, instance, batch_size=10).run_requests if r.partition_key == str(other)]
+    assert local[0].run_config == {}
