@@ -12,6 +12,7 @@ downstream ops are skipped and the run succeeds (it did what it should).
 
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -99,11 +100,16 @@ def generate_frames(
     def work() -> stages.GeneratedFrames:
         with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
             pipeline = generation.pipeline(validated.request.model)
-            total = validated.request.steps
+
+            last_report = [0.0]
 
             def on_step(step: int, steps: int) -> None:
-                store.set_progress(job_id, stage="generate", progress=step / steps)
-                context.log.info(f"job {job_id}: denoising step {step}/{steps}")
+                # At most two progress writes a second: a tiny model takes ~0.1 s a step, a real one seconds.
+                now = time.monotonic()
+                if step == steps or now - last_report[0] >= 0.5:
+                    last_report[0] = now
+                    store.set_progress(job_id, stage="generate", progress=step / steps)
+                    context.log.info(f"job {job_id}: denoising step {step}/{steps}")
 
             return stages.generate(pipeline, validated, on_step=on_step, should_cancel=lambda: heartbeat.canceled)
 

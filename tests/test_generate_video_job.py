@@ -1,0 +1,92 @@
+"""The generate_video job run in-process against real PostgreSQL, the real tiny model and ffmpeg."""
+
+import threading
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from pipelines.generate_video import generate_video
+from resources.generation import GenerationResource
+from resources.jobs import JobsResource
+from resources.storage import StorageResource
+from videogen.lifecycle import JobRequest, JobStore
+
+
+@pytest.fixture
+def run_partition(database_url, tmp_path):
+    def run(job_id: int) -> dg.ExecuteInProcessResult:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
+            return generate_video.execute_in_process(
+                partition_key=str(job_id), instance=instance, raise_on_error=False,
+                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
+                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                           "storage": StorageResource(root=str(tmp_path / "storage"))})
+    return run
+
+
+@pytest.fixture
+def store(database_url) -> JobStore:
+    return JobStore(sa.create_engine(database_url))
+
+
+def test_a_rejected_request_ends_the_run_quietly_and_the_next_one_succeeds(store, run_partition):
+    bad = store.submit(JobRequest(user_id="ana", prompt="a fox", num_frames="10")).job_id
+    good = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    result = run_partition(bad)
+    assert result.success  # the run did its job: it rejected the request
+    skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
+    assert skipped == {"generate_frames", "encode_video", "upload_outputs", "finalize_job"}
+    assert store.get(bad)["status"] == "rejected" and store.get(bad)["error_code"] == "invalid_num_frames"
+    assert run_partition(good).success and store.get(good)["status"] == "succeeded"
+
+
+def test_same_seed_same_video(store, run_partition):
+    first = store.submit(JobRequest(user_id="ana", prompt="a fox", seed=123)).job_id
+    second = store.submit(JobRequest(user_id="bob", prompt="a fox", seed=123)).job_id
+    assert run_partition(first).success and run_partition(second).success
+    assert store.get(first)["output_sha256"] == store.get(second)["output_sha256"]
+
+
+def test_a_canceled_job_is_not_processed_by_its_run(store, run_partition):
+    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    store.cancel(job_id)
+    result = run_partition(job_id)
+    assert result.success
+    row = store.get(job_id)
+    assert row["status"] == "canceled" and row["attempts"] == 0 and row["output_uri"] is None
+
+
+def test_a_failed_partition_re_executed_from_the_ui_succeeds(store, run_partition):
+    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    store.start_attempt(job_id, "run-that-died")
+    store.fail(job_id, code="worker_lost", message="run died", run_id="run-that-died")
+    assert run_partition(job_id).success
+    row = store.get(job_id)
+    assert row["status"] == "succeeded" and row["attempts"] == 2 and row["error_code"] is None
+
+
+def test_cancel_during_generation_stops_the_op(store, run_partition, database_url):
+    # 128×128×25 frames and many steps: long enough to cancel in the middle.
+    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox", width="128", height="128", num_frames="25",
+                                     steps="60")).job_id
+    engine = sa.create_engine(database_url)
+
+    def cancel_once_generating():
+        for _ in range(2400):
+            with engine.connect() as conn:
+                progress = conn.execute(sa.text("SELECT progress FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
+            if progress and progress > 0:
+                store.cancel(job_id)
+                return
+            threading.Event().wait(0.05)
+
+    canceller = threading.Thread(target=cancel_once_generating)
+    canceller.start()
+    result = run_partition(job_id)
+    canceller.join()
+    assert not result.success
+    row = store.get(job_id)
+    assert row["status"] == "canceled" and row["output_uri"] is None and row["progress"] < 1.0
+    assert any("stopped: the job was canceled" in (e["message"] or "") for e in store.events(job_id))
