@@ -90,3 +90,29 @@ def test_cancel_during_generation_stops_the_op(store, run_partition, database_ur
     row = store.get(job_id)
     assert row["status"] == "canceled" and row["output_uri"] is None and row["progress"] < 1.0
     assert any("stopped: the job was canceled" in (e["message"] or "") for e in store.events(job_id))
+
+
+def submit_from_launchpad(database_url: str, tmp_path, **config) -> dg.ExecuteInProcessResult:
+    from pipelines.submit_prompt import submit_prompt
+
+    return submit_prompt.execute_in_process(
+        run_config={"ops": {"insert_job_request": {"config": config}}}, raise_on_error=False,
+        resources={"jobs": JobsResource(database_url=database_url),
+                   "generation": GenerationResource(model_cache=str(tmp_path / "models"))})
+
+
+def test_launchpad_submission_inserts_a_pending_row(store, database_url, tmp_path):
+    result = submit_from_launchpad(database_url, tmp_path, prompt="a fox from the UI", width=96, seed=4,
+                                   user_id="operator-1")
+    assert result.success
+    job_id = result.output_for_node("insert_job_request")
+    row = store.get(job_id)
+    assert (row["status"], row["user_id"], row["width"], row["seed"]) == ("pending", "operator-1", "96", "4")
+
+
+def test_launchpad_submission_of_a_bad_request_says_why(store, database_url, tmp_path):
+    result = submit_from_launchpad(database_url, tmp_path, prompt="a fox", width=100)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "width 100 is not allowed: use a multiple of 32" in failure.step_failure_data.user_failure_data.description
+    assert store.list(status="rejected")[0]["width"] == "100"
