@@ -14,7 +14,7 @@ downstream ops are skipped and the run succeeds (it did what it should).
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import dagster as dg
 
@@ -66,6 +66,17 @@ def _with_transient_retries(
         raise
 
 
+def _run_stage(
+    context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, stage: str, message: str,
+    work: Callable[[JobHeartbeat], T],
+) -> T:
+    """Record the stage in the audit trail, keep the job's heartbeat going, retry transient failures."""
+    store = jobs.store()
+    store.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
+    with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
+        return _with_transient_retries(context, jobs, job_id, stage, lambda: work(heartbeat))
+
+
 @dg.op(
     out=dg.Out(stages.ValidatedJob, is_required=False),
     description="Claims the job (status running) and validates prompt and parameters; invalid → rejected.",
@@ -94,26 +105,21 @@ def generate_frames(
 ) -> stages.GeneratedFrames:
     store = jobs.store()
     job_id = validated.job_id
-    store.record_event(job_id, stage="generate", run_id=context.run_id,
-                       message=f"generating with model {validated.request.model}")
+    last_report = [0.0]
 
-    def work() -> stages.GeneratedFrames:
-        with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
-            pipeline = generation.pipeline(validated.request.model)
+    def on_step(step: int, steps: int) -> None:
+        # At most two progress writes a second: a tiny model takes ~0.1 s a step, a real one seconds.
+        now = time.monotonic()
+        if step == steps or now - last_report[0] >= 0.5:
+            last_report[0] = now
+            store.set_progress(job_id, stage="generate", progress=step / steps)
+            context.log.info(f"job {job_id}: denoising step {step}/{steps}")
 
-            last_report = [0.0]
-
-            def on_step(step: int, steps: int) -> None:
-                # At most two progress writes a second: a tiny model takes ~0.1 s a step, a real one seconds.
-                now = time.monotonic()
-                if step == steps or now - last_report[0] >= 0.5:
-                    last_report[0] = now
-                    store.set_progress(job_id, stage="generate", progress=step / steps)
-                    context.log.info(f"job {job_id}: denoising step {step}/{steps}")
-
-            return stages.generate(pipeline, validated, on_step=on_step, should_cancel=lambda: heartbeat.canceled)
-
-    generated = _with_transient_retries(context, jobs, job_id, "generate", work)
+    generated = _run_stage(
+        context, jobs, job_id, "generate", f"generating with model {validated.request.model}",
+        lambda heartbeat: stages.generate(generation.pipeline(validated.request.model), validated,
+                                          on_step=on_step, should_cancel=lambda: heartbeat.canceled),
+    )
     store.add_gpu_seconds(job_id, generated.gpu_seconds)
     context.add_output_metadata({"gpu_seconds": generated.gpu_seconds,
                                  "frames": int(generated.frames.shape[0])})
@@ -125,13 +131,8 @@ def encode_video(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, generated: stages.GeneratedFrames,
     jobs: JobsResource, storage: StorageResource,
 ) -> stages.EncodedOutputs:
-    store = jobs.store()
-    store.record_event(validated.job_id, stage="encode", run_id=context.run_id, message="encoding")
-    with JobHeartbeat(store, validated.job_id, context.run_id):
-        encoded = _with_transient_retries(
-            context, jobs, validated.job_id, "encode",
-            lambda: stages.encode(validated, generated, codec=storage.codec),
-        )
+    encoded = _run_stage(context, jobs, validated.job_id, "encode", "encoding",
+                         lambda _: stages.encode(validated, generated, codec=storage.codec))
     context.add_output_metadata({"video_bytes": len(encoded.files[stages.VIDEO_NAME]),
                                  "encode_seconds": encoded.encode_seconds})
     return encoded
@@ -142,13 +143,8 @@ def upload_outputs(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, encoded: stages.EncodedOutputs,
     jobs: JobsResource, storage: StorageResource,
 ) -> stages.StoredOutputs:
-    store = jobs.store()
-    store.record_event(validated.job_id, stage="upload", run_id=context.run_id, message="uploading outputs")
-    with JobHeartbeat(store, validated.job_id, context.run_id):
-        stored = _with_transient_retries(
-            context, jobs, validated.job_id, "upload",
-            lambda: stages.upload(storage.client(), validated, encoded),
-        )
+    stored = _run_stage(context, jobs, validated.job_id, "upload", "uploading outputs",
+                        lambda _: stages.upload(storage.client(), validated, encoded))
     context.add_output_metadata({"video_uri": stored.video_uri, "sha256": stored.sha256})
     return stored
 
