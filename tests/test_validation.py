@@ -94,7 +94,7 @@ def test_wrong_types_inserted_straight_into_the_table(engine, column, literal, c
         stages.claim_and_validate(store, REGISTRY, job_id, "run-1")
     row = store.get(job_id)
     assert row["status"] == "rejected" and row["error_code"] == code and words in row["error_message"]
-    assert [e["status"] for e in store.events(job_id)] == ["running", "rejected"]
+    assert [e["status"] for e in store.events(job_id)] == ["pending", "running", "rejected"]
 
 
 def test_validated_parameters_are_written_back(engine):

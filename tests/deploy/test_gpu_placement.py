@@ -176,7 +176,11 @@ def test_run_tags_carry_the_queue_limits_keys():
 def test_tag_keys_match_the_sensor_and_the_local_run_queue():
     from sensors import job_requests
 
-    assert (job_requests.GPU_TAG, job_requests.USER_TAG, job_requests.MODEL_TAG) == (GPU_SLOT_TAG, USER_TAG, MODEL_TAG)
+    job = {"id": 7, "user_id": "u1", "model": "tiny", "priority": 3}
+    for spec in (MODELS["one-gpu"], None):  # a registered model, and an unknown one (rejected later)
+        tags = job_requests.run_tags(job, spec)
+        assert tags[GPU_SLOT_TAG] == "true" and tags[USER_TAG] == "u1" and MODEL_TAG in tags
+        assert tags["dagster/priority"] == "3" and tags["videogen/job_id"] == "7"
     local = yaml.safe_load((Path(__file__).resolve().parents[2] / "dagster_home" / "dagster.yaml").read_text())
     local_keys = {limit["key"] for limit in local["run_coordinator"]["config"]["tag_concurrency_limits"]}
     assert {GPU_SLOT_TAG, USER_TAG} <= local_keys
