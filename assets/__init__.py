@@ -1,0 +1,1 @@
+"""Dagster assets. ``assets.kpi``: the daily KPI tables built by Spark, and their quality checks."""
