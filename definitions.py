@@ -6,6 +6,7 @@ great_expectations are imported inside the ops/resources that use them (a test c
 
 import dagster as dg
 
+from assets.kpi import kpi_defs
 from pipelines.definitions import generation_defs
 
-defs = dg.Definitions.merge(generation_defs())
+defs = dg.Definitions.merge(generation_defs(), kpi_defs)

@@ -46,6 +46,7 @@ def describe_definitions() -> dict:
                        "group": spec.group_name, "kinds": sorted(spec.kinds), "owners": list(spec.owners),
                        "has_description": bool(spec.description)}
                    for key, spec in sorted(((s.key, s) for s in _asset_specs(defs)), key=lambda kv: kv[0].to_user_string())},
+        "asset_checks": sorted(key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys),
         "resources": sorted(repo.get_top_level_resources()),
     }
 

@@ -111,3 +111,15 @@ def test_kpi_driver_pod_is_valid_and_can_reach_its_executors():
     env = {e["name"]: e for e in container["env"]}
     assert env["VIDEOGEN_SPARK_DRIVER_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert {p["containerPort"] for p in container["ports"]} == {7078, 7079}
+
+
+def test_the_kpi_spark_resource_uses_the_cluster_conf_in_production():
+    from resources.spark import SparkSessionResource
+
+    resource = SparkSessionResource(master=CLUSTER_ENV["SPARK_MASTER"], spark_conf_json='{"spark.executor.memory": "6g"}')
+    conf = resource.spark_config(CLUSTER_ENV).conf
+    assert conf["spark.kubernetes.container.image"] == spark_conf_for_profile(CLUSTER_ENV)["spark.kubernetes.container.image"]
+    assert "postgresql" in conf["spark.jars"] and conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.executor.memory"] == "6g"  # VIDEOGEN_SPARK_CONF overrides the profile
+    local = resource.spark_config({}).conf
+    assert "spark.kubernetes.container.image" not in local

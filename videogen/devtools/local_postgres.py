@@ -109,7 +109,8 @@ class LocalPostgres:
 
     def ensure_database(self, name: str) -> None:
         if self._psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}'") != "1":
-            self._psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
+            # CREATEROLE: the KPI migration creates the read-only analyst role.
+            self._psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}' CREATEDB CREATEROLE")
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
             self._psql(f'CREATE DATABASE "{name}" OWNER {ROLE}')
 
