@@ -2,11 +2,13 @@
 
 Loading it imports dagster and the thin orchestration modules only: torch, diffusers, pyspark and
 great_expectations are imported inside the ops/resources that use them (a test checks this).
+Only `defs` may be a Definitions object at module scope (Dagster refuses two), hence the module
+imports rather than name imports.
 """
 
 import dagster as dg
 
-from assets.kpi import kpi_defs
-from pipelines.definitions import generation_defs
+import assets.kpi
+import pipelines.definitions
 
-defs = dg.Definitions.merge(generation_defs(), kpi_defs)
+defs = dg.Definitions.merge(pipelines.definitions.generation_defs(), assets.kpi.kpi_defs)

@@ -99,3 +99,15 @@ def test_dagster_modules_import_without_heavy_libraries(module):
     result = run_python(f"import sys, {module}; print([m for m in {HEAVY!r} if m in sys.modules])")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_dagster_loads_the_workspace_like_the_daemon_does():
+    """`dagster definitions validate` loads workspace.yaml with Dagster's own loader (it refuses, for
+    instance, a second Definitions object at module scope, which importing `definitions` would not)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
