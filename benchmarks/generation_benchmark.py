@@ -227,16 +227,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--only-e2e", action="store_true", help="only the end-to-end latency comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="videogen-bench-") as tmp:
         work = Path(tmp)
         app_url, dagster_url = database(work)
         model_cache = work / "videogen" / "models"
         print(f"videogen generation benchmark — medians of {args.repeats}; columns: ours, baseline")
-        for line in bench_generate_and_encode(app_url, model_cache, args.repeats):
-            print(line, flush=True)
-        for line in bench_load_and_memory(app_url, model_cache, args.repeats):
-            print(line, flush=True)
+        if not args.only_e2e:
+            for line in bench_generate_and_encode(app_url, model_cache, args.repeats):
+                print(line, flush=True)
+            for line in bench_load_and_memory(app_url, model_cache, args.repeats):
+                print(line, flush=True)
         if not args.skip_e2e:
             for line in bench_end_to_end(app_url, dagster_url, work, args.repeats):
                 print(line, flush=True)
