@@ -79,19 +79,12 @@ def claim_and_validate(store: JobStore, registry: ModelRegistry, job_id: int, ru
 
 
 def generation_params(request: ValidatedRequest):
+    """The validated request as the generator's parameters (GenerationParams is a subset of its fields)."""
+    from dataclasses import fields
+
     from videogen.generation.generate import GenerationParams
 
-    return GenerationParams(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        width=request.width,
-        height=request.height,
-        num_frames=request.num_frames,
-        fps=request.fps,
-        steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        seed=request.seed,
-    )
+    return GenerationParams(**{f.name: getattr(request, f.name) for f in fields(GenerationParams)})
 
 
 def generate(
