@@ -14,6 +14,7 @@ from pipelines.partitions import video_jobs_partitions
 from resources.jobs import JobsResource
 from resources.storage import StorageResource
 from videogen import retention
+from videogen.config import load_settings
 
 
 class RetentionConfig(dg.Config):
@@ -55,7 +56,7 @@ retention_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     run_config={"ops": {
-        name: {"config": {"retention_days": int(dg.EnvVar("VIDEOGEN_RETENTION_DAYS").get_value("30") or 30)}}
+        name: {"config": {"retention_days": load_settings().retention_days}}
         for name in ("purge_outputs", "prune_partitions")
     }},
     description="Every day at 03:17 UTC.",

@@ -21,7 +21,7 @@ class PostgresResource(dg.ConfigurableResource):
 
     @cached_property
     def _engine(self) -> sa.Engine:
-        return sa.create_engine(normalize_database_url(self.database_url), pool_pre_ping=True, pool_size=2)
+        return sa.create_engine(normalize_database_url(self.database_url), pool_pre_ping=True, pool_size=3)
 
     def get_engine(self) -> sa.Engine:
         return self._engine

@@ -57,5 +57,5 @@ def generation_from_env() -> GenerationResource:
         device=settings.device,
         cpu_offload=settings.cpu_offload,
         vae_tiling=settings.vae_tiling,
-        model_registry_path=dg.EnvVar("VIDEOGEN_MODEL_REGISTRY").get_value("") or "",
+        model_registry_path=settings.model_registry_path,
     )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
-from videogen.config import parse_seconds_list, normalize_database_url
+from resources.database import PostgresResource
+from videogen.config import parse_seconds_list
 from videogen.lifecycle import JobStore
 
 
-class JobsResource(dg.ConfigurableResource):
-    """Reads and writes ``jobs``/``job_events``; the single place ops and sensors change a job's status."""
+class JobsResource(PostgresResource):
+    """Reads and writes ``jobs``/``job_events``; the single place ops and sensors change a job's status.
 
-    database_url: str = Field(description="SQLAlchemy/PostgreSQL URL of the application database (secret).")
+    The connection (``database_url``, one pooled engine) is the application database's, as for the KPI
+    assets' ``PostgresResource``; this adds the lifecycle policy.
+    """
+
     retry_delays_s: str = Field(
         default="5,15,45",
         description="Backoff before each retry of a transient failure, comma-separated seconds; "
@@ -25,20 +26,19 @@ class JobsResource(dg.ConfigurableResource):
         default=90.0, description="A running job whose worker has not written a heartbeat for this long is lost."
     )
 
-    @cached_property
-    def _engine(self) -> sa.Engine:
-        return sa.create_engine(normalize_database_url(self.database_url), pool_pre_ping=True, pool_size=3)
-
     def store(self) -> JobStore:
-        return JobStore(self._engine)
+        return JobStore(self.get_engine())
 
     def retry_delays(self) -> tuple[float, ...]:
         return parse_seconds_list(self.retry_delays_s)
 
 
 def jobs_from_env() -> JobsResource:
+    from videogen.config import load_settings
+
+    settings = load_settings()
     return JobsResource(
         database_url=dg.EnvVar("DATABASE_URL"),
-        retry_delays_s=dg.EnvVar("VIDEOGEN_RETRY_DELAYS_S").get_value("5,15,45"),
-        heartbeat_timeout_s=float(dg.EnvVar("VIDEOGEN_HEARTBEAT_TIMEOUT_S").get_value("90")),
+        retry_delays_s=",".join(f"{delay:g}" for delay in settings.retry_delays_s),
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
     )

@@ -50,7 +50,7 @@ def storage_from_env() -> StorageResource:
         bucket=settings.bucket,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
-        create_bucket=(dg.EnvVar("VIDEOGEN_S3_CREATE_BUCKET").get_value("0") or "0") in ("1", "true", "yes"),
+        create_bucket=settings.create_bucket,
         presign_expiry_s=settings.presign_expiry_s,
-        codec=dg.EnvVar("VIDEOGEN_CODEC").get_value("h264") or "h264",
+        codec=settings.codec,
     )

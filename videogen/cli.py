@@ -56,10 +56,11 @@ def _download_url(settings, row: dict[str, Any]) -> str | None:
     if row.get("status") != "succeeded" or not row.get("output_uri"):
         return None
     from videogen.storage.factory import storage_from_settings
-    from videogen.storage.job_outputs import job_prefix
+    from videogen.stages import VIDEO_NAME
+    from videogen.storage.job_outputs import job_key
 
     storage = storage_from_settings(settings)
-    return storage.presigned_url(job_prefix(row["id"]) + "video.mp4", settings.presign_expiry_s)
+    return storage.presigned_url(job_key(row["id"], VIDEO_NAME), settings.presign_expiry_s)
 
 
 def cmd_submit(args: argparse.Namespace, settings) -> int:

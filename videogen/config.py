@@ -53,12 +53,16 @@ class Settings:
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
     presign_expiry_s: int = 3600
+    create_bucket: bool = False
+    codec: str = "h264"
     # Generation
     device: str = "auto"  # "auto", "cpu" or "cuda"
     cpu_offload: bool = False
     vae_tiling: bool = False
+    model_registry_path: str = ""
     # Lifecycle
     retry_delays_s: tuple[float, ...] = (5.0, 15.0, 45.0)
+    heartbeat_timeout_s: float = 90.0
     retention_days: int = 30
     sensor_batch_size: int = 200
 
@@ -76,10 +80,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         s3_endpoint_url=env.get("VIDEOGEN_S3_ENDPOINT_URL") or None,
         s3_region=env.get("AWS_DEFAULT_REGION", "us-east-1"),
         presign_expiry_s=int(env.get("VIDEOGEN_PRESIGN_EXPIRY_S", "3600")),
+        create_bucket=_bool(env.get("VIDEOGEN_S3_CREATE_BUCKET", "0")),
+        codec=env.get("VIDEOGEN_CODEC", "h264").lower() or "h264",
         device=env.get("VIDEOGEN_DEVICE", "auto").lower(),
         cpu_offload=_bool(env.get("VIDEOGEN_CPU_OFFLOAD", "0")),
         vae_tiling=_bool(env.get("VIDEOGEN_VAE_TILING", "0")),
+        model_registry_path=env.get("VIDEOGEN_MODEL_REGISTRY", ""),
         retry_delays_s=parse_seconds_list(env.get("VIDEOGEN_RETRY_DELAYS_S", "5,15,45")),
+        heartbeat_timeout_s=float(env.get("VIDEOGEN_HEARTBEAT_TIMEOUT_S", "90")),
         retention_days=int(env.get("VIDEOGEN_RETENTION_DAYS", "30")),
         sensor_batch_size=int(env.get("VIDEOGEN_SENSOR_BATCH_SIZE", "200")),
     )

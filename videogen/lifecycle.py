@@ -257,8 +257,7 @@ class JobStore:
                          .values(stage=stage, progress=progress, updated_at=sa.func.now()))
 
     def mark_queued(self, job_id: int, run_id: str) -> bool:
-        return self.transition(job_id, "queued", stage="queue", run_id=run_id,
-                               message=f"run {run_id} requested", extra={"queued_at": sa.func.now()})
+        return job_id in self.mark_queued_many({job_id: run_id})
 
     def mark_queued_many(self, runs: Mapping[int, str]) -> list[int]:
         """Confirm many pending jobs as queued under their runs, in one transaction (a sensor tick)."""
@@ -439,16 +438,6 @@ class JobStore:
                          .values(stage="canceled", updated_at=sa.func.now()))
             conn.execute(job_events.insert().values(job_id=job_id, status="canceled", stage="canceled",
                                                     message=message))
-
-    def old_finished_jobs(self, older_than: datetime, limit: int) -> list[dict[str, Any]]:
-        query = (
-            sa.select(jobs.c.id, jobs.c.status, jobs.c.output_uri)
-            .where(jobs.c.created_at < older_than, jobs.c.status.in_(sorted(TERMINAL_STATUSES)))
-            .order_by(jobs.c.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def random_seed() -> int:

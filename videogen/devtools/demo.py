@@ -78,10 +78,11 @@ def describe(settings, row: dict) -> list[str]:
         return lines
     from videogen.encoding.probe import probe_video
     from videogen.storage.factory import storage_from_settings
-    from videogen.storage.job_outputs import job_prefix
+    from videogen.stages import VIDEO_NAME
+    from videogen.storage.job_outputs import job_key
 
     storage = storage_from_settings(settings)
-    key = job_prefix(row["id"]) + "video.mp4"
+    key = job_key(row["id"], VIDEO_NAME)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "video.mp4"
         local.write_bytes(storage.read_bytes(key))
