@@ -105,3 +105,35 @@ def test_validated_parameters_are_written_back(engine):
     assert (row["width"], row["height"], row["num_frames"], row["fps"], row["steps"]) == ("64", "64", "9", "8", "4")
     assert row["seed"] == str(validated.request.seed)
     assert float(row["credits"]) == pytest.approx(0.1475)
+
+
+# Numbers in messages: whole numbers in full (a value and its limit must never print alike, as
+# "9.22337e+18" did for both), fractions exactly; absurd sizes are refused at once, not computed.
+NUMBER_MESSAGES = [
+    ({"seed": "9223372036854775808"}, "seed 9223372036854775808 is out of range: allowed 0 to 9223372036854775807"),
+    ({"seed": "-1"}, "seed -1 is out of range: allowed 0 to 9223372036854775807"),
+    ({"seed": "1e99"}, "seed 10000000000000000000…0000 (100 digits) is out of range: allowed 0 to 9223372036854775807"),
+    ({"seed": "1e999999999"}, "seed '1e999999999' is far out of range: it has more than 4000 digits"),
+    ({"seed": "9" * 5000}, "is far out of range: it has more than 4000 digits"),
+    ({"steps": "12345678901234567890"}, "steps 12345678901234567890 is out of range: allowed 1 to 100"),
+    ({"fps": "61.0"}, "fps 61 is out of range: allowed 1 to 60"),
+    ({"width": "1e20"}, "width 100000000000000000000 is not allowed: use a multiple of 32 from 32 to 256"),
+    ({"num_frames": "123456789012345678901"}, "num_frames 123456789012345678901 is not allowed for model 'tiny'"),
+    ({"guidance_scale": "20.0000001"}, "guidance_scale 20.0000001 is out of range: allowed 0 to 20"),
+    ({"guidance_scale": "-0.5"}, "guidance_scale -0.5 is out of range: allowed 0 to 20"),
+    ({"guidance_scale": "1e300"}, "guidance_scale 1e+300 is out of range: allowed 0 to 20"),
+    ({"guidance_scale": "9" * 400}, "guidance_scale must be a finite number, got '" + "9" * 40 + "…'"),
+]
+
+
+@pytest.mark.parametrize("fields,message", NUMBER_MESSAGES, ids=[str(i) for i in range(len(NUMBER_MESSAGES))])
+def test_numbers_in_messages_are_printed_in_full(fields, message):
+    with pytest.raises(ValidationError) as info:
+        validate_request({"prompt": "a fox", **fields}, REGISTRY, seed_if_missing=0)
+    assert message in info.value.message
+    assert "e+18" not in info.value.message and len(info.value.message) < 300
+
+
+def test_the_largest_seed_is_accepted_and_kept_exactly():
+    request = validate_request({"prompt": "a fox", "seed": "9223372036854775807"}, REGISTRY, seed_if_missing=0)
+    assert request.seed == 2**63 - 1

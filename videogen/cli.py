@@ -1,6 +1,7 @@
 """``videogen``: submit requests and follow them from the command line.
 
     videogen submit "a red fox running in snow" --width 64 --height 64
+    videogen submit --prompt-file prompt.txt      # or --prompt-file - to read standard input
     videogen status 42
     videogen list --status failed --user ana
     videogen cancel 42 | videogen retry 42 | videogen db upgrade
@@ -19,6 +20,16 @@ from decimal import Decimal
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTED = 0, 1, 2
+# A prompt file is read up to this size: far beyond any valid prompt (2000 characters), so that a
+# too-long prompt still gets validation's message with its length, but `--prompt-file /dev/zero`
+# ends instead of filling memory.
+MAX_PROMPT_FILE_BYTES = 16 * 1024 * 1024
+
+
+class PromptFileError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 def _json_default(value: Any) -> Any:
@@ -44,6 +55,56 @@ def _store(settings):
     return JobStore(sa.create_engine(settings.database_url, pool_pre_ping=True))
 
 
+def _bounded_int(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high`` (the column's range), printed in full."""
+
+    def parse(text: str) -> int:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        try:
+            value = int(text)
+        except ValueError:
+            if text.strip().lstrip("+-").isdigit():  # digits beyond int()'s 4300-digit limit
+                raise argparse.ArgumentTypeError(f"{shown} is out of range: allowed {low} to {high}") from None
+            raise argparse.ArgumentTypeError(f"not a whole number: {shown!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: allowed {low} to {high}")
+        return value
+
+    return parse
+
+
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+_job_id = _bounded_int(1, INT64_MAX)
+
+
+def read_prompt_file(path: str) -> str | bytes:
+    """The prompt in ``path`` (``-``: standard input), without a UTF-8 byte order mark or trailing line breaks.
+
+    Text that is not valid UTF-8 comes back as bytes, so that validation rejects it with its usual
+    ``invalid_encoding`` message (which names the offending byte and its offset)."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_PROMPT_FILE_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
+    except OSError as exc:
+        where = "standard input" if path == "-" else f"the prompt file {path!r}"
+        raise PromptFileError("prompt_file_unreadable", f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PROMPT_FILE_BYTES:
+        from videogen.validation import MAX_PROMPT_CHARS
+
+        raise PromptFileError(
+            "prompt_too_long",
+            f"prompt is more than {MAX_PROMPT_FILE_BYTES} bytes; the maximum is {MAX_PROMPT_CHARS} characters",
+        )
+    data = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")  # an editor's byte order mark, final newlines
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
 def _date(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
@@ -67,8 +128,13 @@ def cmd_submit(args: argparse.Namespace, settings) -> int:
     from videogen.generation.registry import ModelRegistry
     from videogen.lifecycle import JobRequest
 
+    try:
+        prompt = args.prompt if args.prompt_file is None else read_prompt_file(args.prompt_file)
+    except PromptFileError as error:
+        _report_error(args, error.code, error.message)
+        return EXIT_REJECTED
     request = JobRequest(
-        user_id=args.user, prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model,
+        user_id=args.user, prompt=prompt, negative_prompt=args.negative_prompt, model=args.model,
         width=args.width, height=args.height, num_frames=args.num_frames, fps=args.fps, steps=args.steps,
         guidance_scale=args.guidance_scale, seed=args.seed, quality_preset=args.quality_preset,
         priority=args.priority, idempotency_key=args.idempotency_key,
@@ -158,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", parents=[common], help="submit a prompt")
-    submit.add_argument("prompt")
+    submit.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
+    submit.add_argument("--prompt-file", metavar="PATH",
+                        help="read the prompt from a UTF-8 file ('-': standard input); trailing line breaks "
+                             "are dropped")
     submit.add_argument("--user", default="cli", help="user id (default: cli)")
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--model", default=None, help="registered model name (default: tiny)")
@@ -166,12 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("width", "height", "num-frames", "fps", "steps", "guidance-scale", "seed"):
         submit.add_argument(f"--{name}", default=None)
     submit.add_argument("--quality-preset", default=None, help="STANDARD, HD or ULTRA")
-    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--priority", type=_bounded_int(-INT32_MAX - 1, INT32_MAX), default=0,
+                        help="higher runs first (default: 0)")
     submit.add_argument("--idempotency-key", default=None, help="resubmitting the same key returns the same job")
-    submit.set_defaults(func=cmd_submit)
+    submit.set_defaults(func=cmd_submit, check=_check_submit_arguments(submit))
 
     status = sub.add_parser("status", parents=[common], help="show a job, its stage and progress")
-    status.add_argument("job_id", type=int)
+    status.add_argument("job_id", type=_job_id)
     status.add_argument("--events", action="store_true", help="include the audit trail (job_events)")
     status.set_defaults(func=cmd_status)
 
@@ -181,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--user")
     listing.add_argument("--since", type=_date, help="created at or after (YYYY-MM-DD, UTC)")
     listing.add_argument("--until", type=_date, help="created before (YYYY-MM-DD, UTC)")
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--limit", type=_bounded_int(1, INT64_MAX), default=20)
+    listing.add_argument("--offset", type=_bounded_int(0, INT64_MAX), default=0)
     listing.set_defaults(func=cmd_list)
 
     for name, func, text in (("cancel", cmd_cancel, "cancel a pending, queued or running job"),
                              ("retry", cmd_retry, "resubmit a failed or canceled job")):
         action = sub.add_parser(name, parents=[common], help=text)
-        action.add_argument("job_id", type=int)
+        action.add_argument("job_id", type=_job_id)
         action.set_defaults(func=func)
 
     db = sub.add_parser("db", help="database administration")
@@ -199,11 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_submit_arguments(submit: argparse.ArgumentParser):
+    def check(args: argparse.Namespace) -> None:
+        if args.prompt is not None and args.prompt_file is not None:
+            submit.error("give the prompt either as an argument or with --prompt-file, not both")
+        if args.prompt is None and args.prompt_file is None:
+            submit.error("the prompt is required: give it as an argument or with --prompt-file PATH "
+                         "('-' reads standard input)")
+
+    return check
+
+
 def main(argv: list[str] | None = None) -> int:
     from videogen.config import load_settings
     from videogen.errors import JobNotFoundError, ValidationError, VideogenError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "check", None) is not None:
+        args.check(args)
     try:
         return args.func(args, load_settings())
     except ValidationError as error:

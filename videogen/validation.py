@@ -20,7 +20,9 @@ from videogen.generation.registry import DEFAULT_MODEL, ModelRegistry, ModelSpec
 MAX_PROMPT_CHARS = 2000
 MAX_SEED = 2**63 - 1
 QUALITY_PRESETS = ("STANDARD", "HD", "ULTRA")
-CODECS = ("h264", "h265")
+# Whole numbers longer than this are refused before conversion: no field allows more than 19 digits,
+# and "1e999999999" would otherwise take minutes (and gigabytes) to turn into an int.
+MAX_INT_DIGITS = 4000
 # Line breaks and tabs are ordinary in long prompts; every other control character is not text.
 ALLOWED_CONTROL_CHARS = {"\n", "\t", "\r"}
 
@@ -88,52 +90,79 @@ def _check_text(field: str, value: Any, *, required: bool) -> str:
     return value
 
 
+def _shown(raw: Any) -> Any:
+    """``raw`` for a message (shown with !r): itself, or its first 40 characters."""
+    try:
+        text = str(raw)
+    except ValueError:  # an int beyond Python's str() digit limit
+        return f"<a number of more than {MAX_INT_DIGITS} digits>"
+    return raw if len(text) <= 40 else text[:40] + "…"
+
+
 def _parse_int(field: str, raw: Any) -> int:
     if isinstance(raw, bool):
         raise ValidationError(f"{field} must be a whole number, got {raw!r}", code=f"invalid_{field}")
-    if isinstance(raw, int):
+    if isinstance(raw, int) and raw.bit_length() <= MAX_INT_DIGITS * 3:  # ~3.3 bits per digit
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
+    if isinstance(raw, int):
+        raise ValidationError(f"{field} is far out of range: it has more than {MAX_INT_DIGITS} digits",
+                              code=f"invalid_{field}")
+    shown = _shown(raw)
     if isinstance(raw, (str, Decimal)):
         text = str(raw).strip()
         try:
-            return int(text)
-        except ValueError:
-            try:
-                as_decimal = Decimal(text)
-            except Exception:
-                as_decimal = None
-            if as_decimal is not None and as_decimal.is_finite() and as_decimal == as_decimal.to_integral_value():
+            as_decimal = Decimal(text)
+        except Exception:
+            as_decimal = None
+        if as_decimal is not None and as_decimal.is_finite():
+            if as_decimal.adjusted() >= MAX_INT_DIGITS:  # checked before any conversion to int
+                raise ValidationError(
+                    f"{field} {shown!r} is far out of range: it has more than {MAX_INT_DIGITS} digits",
+                    code=f"invalid_{field}",
+                )
+            if as_decimal == as_decimal.to_integral_value():
                 return int(as_decimal)
-    shown = raw if len(str(raw)) <= 40 else str(raw)[:40] + "…"
     raise ValidationError(f"{field} must be a whole number, got {shown!r}", code=f"invalid_{field}")
+
+
+def show_number(value: float) -> str:
+    """A number as a person should read it in a message: whole numbers in full (never ``9.22337e+18``),
+    other floats in their shortest exact form, so two different values never print the same."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        value = int(value)
+    if isinstance(value, int):
+        text = str(value)  # at most MAX_INT_DIGITS digits: _parse_int refuses longer ones
+        return text if len(text) <= 40 else f"{text[:20]}…{text[-4:]} ({len(text.lstrip('-'))} digits)"
+    return repr(value)
 
 
 def _parse_float(field: str, raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValidationError(f"{field} must be a number, got {raw!r}", code=f"invalid_{field}")
+    shown = _shown(raw)
     try:
         value = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
-    except (TypeError, ValueError):
-        shown = raw if len(str(raw)) <= 40 else str(raw)[:40] + "…"
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
         raise ValidationError(f"{field} must be a number, got {shown!r}", code=f"invalid_{field}") from None
     if not math.isfinite(value):
-        raise ValidationError(f"{field} must be a finite number, got {raw!r}", code=f"invalid_{field}")
+        raise ValidationError(f"{field} must be a finite number, got {shown!r}", code=f"invalid_{field}")
     return value
 
 
 def _in_range(field: str, value: float, low: float, high: float, hint: str = "") -> None:
     if not low <= value <= high:
         raise ValidationError(
-            f"{field} {value:g} is out of range: allowed {low:g} to {high:g}{hint}", code=f"invalid_{field}"
+            f"{field} {show_number(value)} is out of range: allowed {show_number(low)} to {show_number(high)}{hint}",
+            code=f"invalid_{field}",
         )
 
 
 def _check_size(field: str, value: int, low: int, high: int, multiple: int) -> None:
     if not low <= value <= high or value % multiple:
         raise ValidationError(
-            f"{field} {value} is not allowed: use a multiple of {multiple} from {low} to {high}",
+            f"{field} {show_number(value)} is not allowed: use a multiple of {multiple} from {low} to {high}",
             code=f"invalid_{field}",
         )
 
@@ -178,7 +207,7 @@ def validate_request(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if
     if not limits.min_frames <= num_frames <= limits.max_frames or (num_frames - 1) % limits.frame_multiple:
         examples = ", ".join(str(limits.frame_multiple * k + 1) for k in (1, 2, 3))
         raise ValidationError(
-            f"num_frames {num_frames} is not allowed for model {spec.name!r}: use {limits.frame_multiple}k+1 "
+            f"num_frames {show_number(num_frames)} is not allowed for model {spec.name!r}: use {limits.frame_multiple}k+1 "
             f"frames (e.g. {examples}) from {limits.min_frames} to {limits.max_frames}",
             code="invalid_num_frames",
         )
