@@ -78,7 +78,7 @@ def bench_generate_and_encode(app_url: str, model_cache: Path, repeats: int) -> 
     store = JobStore(sa.create_engine(app_url))
     lines = []
     for name, params in WORKLOADS.items():
-        job_id = store.submit(JobRequest(user_id="bench", prompt="a red fox running in snow", seed=5,
+        job_id = store.submissions.submit(JobRequest(user_id="bench", prompt="a red fox running in snow", seed=5,
                                          **{k: str(v) for k, v in params.items()})).job_id
         validated = stages.claim_and_validate(store, generation.registry(), job_id, "bench-run")
         # One op context for all calls: like one long-lived worker, the model is loaded once and both
@@ -141,8 +141,8 @@ def bench_generate_and_encode(app_url: str, model_cache: Path, repeats: int) -> 
 
 
 def stage_shares(store, job_id: int) -> dict[str, float]:
-    events = store.events(job_id)
-    row = store.get(job_id)
+    events = store.reads.events(job_id)
+    row = store.reads.get(job_id)
     marks = [("created", row["created_at"])] + [(e["stage"] or e["status"], e["created_at"]) for e in events[1:]]
     shares: dict[str, float] = {}
     for (stage, start), (_, end) in zip(marks, marks[1:]):
@@ -176,13 +176,13 @@ def bench_end_to_end(app_url: str, dagster_url: str, work: Path, repeats: int) -
                 job_id = conn.execute(sa.text(
                     "INSERT INTO jobs (user_id, prompt, seed) VALUES ('bench', 'a red fox running in snow', '5') RETURNING id")).scalar()
             start = time.perf_counter()
-            while store.status_of(job_id) not in ("succeeded", "failed", "rejected", "canceled"):
+            while store.reads.status_of(job_id) not in ("succeeded", "failed", "rejected", "canceled"):
                 if time.perf_counter() - start > 600:
                     raise SystemExit(f"job {job_id} not final after 600 s; see {work / 'daemon.log'}")
                 time.sleep(0.05)
-            if store.status_of(job_id) != "succeeded":
-                raise SystemExit(f"job {job_id}: {store.get(job_id)['error_message']}")
-            row = store.get(job_id)
+            if store.reads.status_of(job_id) != "succeeded":
+                raise SystemExit(f"job {job_id}: {store.reads.get(job_id)['error_message']}")
+            row = store.reads.get(job_id)
             if i == 0:
                 continue
             latencies.append((row["finished_at"] - row["created_at"]).total_seconds())

@@ -20,13 +20,13 @@ def run_once(app_url: str, model_cache: str) -> None:
     from videogen.lifecycle import JobRequest, JobStore
 
     store = JobStore(sa.create_engine(app_url))
-    job_id = store.submit(JobRequest(user_id="bench", prompt="a red fox running in snow", seed=5)).job_id
+    job_id = store.submissions.submit(JobRequest(user_id="bench", prompt="a red fox running in snow", seed=5)).job_id
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("video_jobs", [str(job_id)])
         result = generate_video.execute_in_process(partition_key=str(job_id), instance=instance, resources={
             "jobs": JobsResource(database_url=app_url), "generation": GenerationResource(model_cache=model_cache),
             "storage": StorageResource(root=model_cache + "-storage")})
-    assert result.success and store.status_of(job_id) == "succeeded"
+    assert result.success and store.reads.status_of(job_id) == "succeeded"
 
 
 def main() -> None:

@@ -44,24 +44,24 @@ def _with_transient_retries(
     except TransientError as error:
         attempt = context.retry_number  # 0 on the first try
         if attempt < len(delays):
-            store.record_event(
+            store.runs.record_event(
                 job_id, stage=stage, run_id=context.run_id,
                 message=f"{error.code}: {error.message}; retry {attempt + 1} of {len(delays)} in {delays[attempt]:g} s",
             )
             raise dg.RetryRequested(max_retries=len(delays), seconds_to_wait=delays[attempt]) from error
-        store.fail(job_id, code=error.code, message=f"{error.message} (after {len(delays)} retries)",
+        store.runs.fail(job_id, code=error.code, message=f"{error.message} (after {len(delays)} retries)",
                    run_id=context.run_id, stage=stage)
         raise
     except JobCanceledError:
-        store.record_event(job_id, stage=stage, run_id=context.run_id, message="stopped: the job was canceled")
+        store.runs.record_event(job_id, stage=stage, run_id=context.run_id, message="stopped: the job was canceled")
         raise dg.Failure(description=f"job {job_id} was canceled", allow_retries=False) from None
     except VideogenError as error:
         # Permanent and known (bad storage credentials, an encoder error…): no retry, the cause is kept.
-        store.fail(job_id, code=error.code, message=error.message, run_id=context.run_id, stage=stage)
+        store.runs.fail(job_id, code=error.code, message=error.message, run_id=context.run_id, stage=stage)
         raise
     except Exception as error:
         # A bug or an unexpected library error: permanent, record it so the job does not stay running.
-        store.fail(job_id, code="internal_error", message=f"{type(error).__name__}: {error}",
+        store.runs.fail(job_id, code="internal_error", message=f"{type(error).__name__}: {error}",
                    run_id=context.run_id, stage=stage)
         raise
 
@@ -72,7 +72,7 @@ def _run_stage(
 ) -> T:
     """Record the stage in the audit trail, keep the job's heartbeat going, retry transient failures."""
     store = jobs.store()
-    store.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
+    store.runs.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
     with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
         return _with_transient_retries(context, jobs, job_id, stage, lambda: work(heartbeat))
 
@@ -84,7 +84,9 @@ def _run_stage(
 def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generation: GenerationResource) -> Iterator[dg.Output]:
     job_id = _job_id(context)
     try:
-        validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id)
+        record = context.instance.get_run_record_by_id(context.run_id)
+        validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id,
+                                              run_created_at=record.create_timestamp if record else None)
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return
@@ -98,7 +100,6 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
 
 @dg.op(
     description="Runs the diffusers pipeline (the GPU step) and reports denoising progress.",
-    tags={"videogen/gpu_step": "true"},
 )
 def generate_frames(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, jobs: JobsResource, generation: GenerationResource
@@ -112,7 +113,7 @@ def generate_frames(
         now = time.monotonic()
         if step == steps or now - last_report[0] >= 0.5:
             last_report[0] = now
-            store.set_progress(job_id, stage="generate", progress=step / steps)
+            store.runs.set_progress(job_id, stage="generate", progress=step / steps)
             context.log.info(f"job {job_id}: denoising step {step}/{steps}")
 
     generated = _run_stage(
@@ -120,7 +121,7 @@ def generate_frames(
         lambda heartbeat: stages.generate(generation.pipeline(validated.request.model), validated,
                                           on_step=on_step, should_cancel=lambda: heartbeat.canceled),
     )
-    store.add_gpu_seconds(job_id, generated.gpu_seconds)
+    store.runs.add_gpu_seconds(job_id, generated.gpu_seconds)
     context.add_output_metadata({"gpu_seconds": generated.gpu_seconds,
                                  "frames": int(generated.frames.shape[0])})
     return generated

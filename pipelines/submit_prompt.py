@@ -35,7 +35,7 @@ def insert_job_request(
     context: dg.OpExecutionContext, config: SubmitPromptConfig, jobs: JobsResource, generation: GenerationResource
 ) -> int:
     fields = config.model_dump()
-    submission = jobs.store().submit(JobRequest(**fields), registry=generation.registry())
+    submission = jobs.store().submissions.submit(JobRequest(**fields), registry=generation.registry())
     if submission.status == "rejected":
         raise dg.Failure(
             description=f"job {submission.job_id} rejected: {submission.error_message}",

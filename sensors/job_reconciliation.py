@@ -23,19 +23,19 @@ ACTIVE_RUN_STATUSES = {
 
 def stop_canceled_runs(store: JobStore, instance: dg.DagsterInstance, limit: int = 100) -> int:
     stopped = 0
-    for job in store.canceled_with_live_run(limit):
+    for job in store.queue.canceled_with_live_run(limit):
         run = instance.get_run_by_id(job["run_id"]) if job["run_id"] else None
         if run is not None and run.status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED):
             instance.report_run_canceled(run, message=f"job {job['id']} was canceled")
-            store.mark_cancel_propagated(job["id"], f"run {run.run_id} canceled before it started")
+            store.queue.mark_cancel_propagated(job["id"], f"run {run.run_id} canceled before it started")
             stopped += 1
         elif run is not None and run.status in ACTIVE_RUN_STATUSES:
             # Terminates the run worker through the run launcher (the op also stops on its own).
             instance.run_coordinator.cancel_run(run.run_id)
-            store.mark_cancel_propagated(job["id"], f"run {run.run_id} canceled")
+            store.queue.mark_cancel_propagated(job["id"], f"run {run.run_id} canceled")
             stopped += 1
         else:
-            store.mark_cancel_propagated(job["id"], "no active run to stop")
+            store.queue.mark_cancel_propagated(job["id"], "no active run to stop")
     return stopped
 
 
@@ -49,7 +49,7 @@ def recover_lost_jobs(
 ) -> list[tuple[int, str]]:
     """Returns (job id, action) for every job it changed."""
     actions: list[tuple[int, str]] = []
-    for job in store.active_jobs(limit):
+    for job in store.queue.active_jobs(limit):
         run = instance.get_run_by_id(job["run_id"])
         reason = None
         if run is None:
@@ -72,9 +72,9 @@ def recover_lost_jobs(
         # attempts counts runs that claimed the job; 0 means the run died before it even started.
         if job["attempts"] <= len(retry_delays_s):
             delay = retry_delays_s[max(job["attempts"], 1) - 1]
-            if store.resubmit_after_worker_death(job["id"], run_id=job["run_id"], delay_s=delay, reason=reason):
+            if store.queue.resubmit_lost(job["id"], run_id=job["run_id"], delay_s=delay, reason=reason):
                 actions.append((job["id"], "resubmitted"))
-        elif store.fail(job["id"], code="worker_lost", message=reason, run_id=job["run_id"], stage="run"):
+        elif store.runs.fail(job["id"], code="worker_lost", message=reason, run_id=job["run_id"], stage="run"):
             actions.append((job["id"], "failed"))
     return actions
 

@@ -56,7 +56,7 @@ def plan_tick(
     registry = registry or ModelRegistry.from_env()
     # Read twice the batch: rows requested on the previous tick are confirmed here, and up to
     # batch_size new rows are requested on the same tick.
-    pending = store.pending_batch(2 * batch_size)
+    pending = store.queue.pending_batch(2 * batch_size)
     by_key = {run_key(job["id"], job["submission"]): job for job in pending}
     existing = {}
     if by_key:
@@ -64,7 +64,7 @@ def plan_tick(
             dg.RunsFilter(job_name=generate_video.name, tags={RUN_KEY_TAG: list(by_key)})
         )
         existing = {run.tags[RUN_KEY_TAG]: run for run in runs}
-    store.mark_queued_many({job["id"]: existing[key].run_id for key, job in by_key.items() if key in existing})
+    store.queue.mark_queued({job["id"]: existing[key].run_id for key, job in by_key.items() if key in existing})
     run_requests: list[dg.RunRequest] = []
     for key, job in by_key.items():
         if key in existing:

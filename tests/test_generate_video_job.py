@@ -10,6 +10,7 @@ from pipelines.generate_video import generate_video
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
 from resources.storage import StorageResource
+from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore
 
 
@@ -32,44 +33,48 @@ def store(database_url) -> JobStore:
 
 
 def test_a_rejected_request_ends_the_run_quietly_and_the_next_one_succeeds(store, run_partition):
-    bad = store.submit(JobRequest(user_id="ana", prompt="a fox", num_frames="10")).job_id
-    good = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    bad = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox", num_frames="10")).job_id
+    good = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
     result = run_partition(bad)
     assert result.success  # the run did its job: it rejected the request
     skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
     assert skipped == {"generate_frames", "encode_video", "upload_outputs", "finalize_job"}
-    assert store.get(bad)["status"] == "rejected" and store.get(bad)["error_code"] == "invalid_num_frames"
-    assert run_partition(good).success and store.get(good)["status"] == "succeeded"
+    assert store.reads.get(bad)["status"] == "rejected" and store.reads.get(bad)["error_code"] == "invalid_num_frames"
+    assert run_partition(good).success and store.reads.get(good)["status"] == "succeeded"
+    # No sensor here: the run's claim records `queued` itself, dated by the run's creation.
+    for job_id in (bad, good):
+        assert_trail_in_lifecycle_order(store.reads.events(job_id), store.reads.get(job_id))
+    assert [e["stage"] for e in store.reads.events(good)][:4] == ["submit", "queue", "validate", "validate"]
 
 
 def test_same_seed_same_video(store, run_partition):
-    first = store.submit(JobRequest(user_id="ana", prompt="a fox", seed=123)).job_id
-    second = store.submit(JobRequest(user_id="bob", prompt="a fox", seed=123)).job_id
+    first = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox", seed=123)).job_id
+    second = store.submissions.submit(JobRequest(user_id="bob", prompt="a fox", seed=123)).job_id
     assert run_partition(first).success and run_partition(second).success
-    assert store.get(first)["output_sha256"] == store.get(second)["output_sha256"]
+    assert store.reads.get(first)["output_sha256"] == store.reads.get(second)["output_sha256"]
 
 
 def test_a_canceled_job_is_not_processed_by_its_run(store, run_partition):
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
-    store.cancel(job_id)
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    store.operator.cancel(job_id)
     result = run_partition(job_id)
     assert result.success
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "canceled" and row["attempts"] == 0 and row["output_uri"] is None
 
 
 def test_a_failed_partition_re_executed_from_the_ui_succeeds(store, run_partition):
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
-    store.start_attempt(job_id, "run-that-died")
-    store.fail(job_id, code="worker_lost", message="run died", run_id="run-that-died")
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    store.runs.claim(job_id, "run-that-died")
+    store.runs.fail(job_id, code="worker_lost", message="run died", run_id="run-that-died")
     assert run_partition(job_id).success
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "succeeded" and row["attempts"] == 2 and row["error_code"] is None
 
 
 def test_cancel_during_generation_stops_the_op(store, run_partition, database_url):
     # 128×128×25 frames and many steps: long enough to cancel in the middle.
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox", width="128", height="128", num_frames="25",
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox", width="128", height="128", num_frames="25",
                                      steps="60")).job_id
     engine = sa.create_engine(database_url)
 
@@ -78,7 +83,7 @@ def test_cancel_during_generation_stops_the_op(store, run_partition, database_ur
             with engine.connect() as conn:
                 progress = conn.execute(sa.text("SELECT progress FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
             if progress and progress > 0:
-                store.cancel(job_id)
+                store.operator.cancel(job_id)
                 return
             threading.Event().wait(0.05)
 
@@ -87,9 +92,9 @@ def test_cancel_during_generation_stops_the_op(store, run_partition, database_ur
     result = run_partition(job_id)
     canceller.join()
     assert not result.success
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "canceled" and row["output_uri"] is None and row["progress"] < 1.0
-    assert any("stopped: the job was canceled" in (e["message"] or "") for e in store.events(job_id))
+    assert any("stopped: the job was canceled" in (e["message"] or "") for e in store.reads.events(job_id))
 
 
 def submit_from_launchpad(database_url: str, tmp_path, **config) -> dg.ExecuteInProcessResult:
@@ -106,7 +111,7 @@ def test_launchpad_submission_inserts_a_pending_row(store, database_url, tmp_pat
                                    user_id="operator-1")
     assert result.success
     job_id = result.output_for_node("insert_job_request")
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert (row["status"], row["user_id"], row["width"], row["seed"]) == ("pending", "operator-1", "96", "4")
 
 
@@ -115,4 +120,4 @@ def test_launchpad_submission_of_a_bad_request_says_why(store, database_url, tmp
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "width 100 is not allowed: use a multiple of 32" in failure.step_failure_data.user_failure_data.description
-    assert store.list(status="rejected")[0]["width"] == "100"
+    assert store.reads.list(status="rejected")[0]["width"] == "100"

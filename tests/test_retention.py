@@ -11,7 +11,7 @@ from videogen.storage.job_outputs import job_prefix
 
 
 def make_job(store: JobStore, storage, scratch, *, days_old: int, status: str) -> int:
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
     uri = None
     if status == "succeeded":
         for name in ("video.mp4", "metadata.json"):
@@ -44,8 +44,8 @@ def test_purge_and_prune(database_url, tmp_path):
         assert set(instance.get_dynamic_partitions("video_jobs")) == {str(old_running), str(recent_done)}
     assert storage.list_prefix(job_prefix(old_done)) == []
     assert len(storage.list_prefix(job_prefix(recent_done))) == 2
-    old = store.get(old_done)
+    old = store.reads.get(old_done)
     assert old["status"] == "succeeded" and old["output_uri"] is None  # the row stays, as history
-    assert store.events(old_done)[-1]["message"] == "outputs purged by retention (2 object(s) deleted)"
-    assert store.get(recent_done)["output_uri"] is not None
+    assert store.reads.events(old_done)[-1]["message"] == "outputs purged by retention (2 object(s) deleted)"
+    assert store.reads.get(recent_done)["output_uri"] is not None
     assert result.output_for_node("purge_outputs") == 1 and result.output_for_node("prune_partitions") == 2

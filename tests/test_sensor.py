@@ -19,6 +19,7 @@ from pipelines.generate_video import generate_video
 from sensors.job_reconciliation import recover_lost_jobs, stop_canceled_runs
 from sensors.job_requests import plan_tick
 from tests.conftest import create_database
+from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore
 
 
@@ -60,8 +61,23 @@ def store(engine) -> JobStore:
 
 
 def submit(store: JobStore, n: int, user: str = "ana") -> list[int]:
-    return [store.submit(JobRequest(user_id=user, prompt=f"prompt {i}")).job_id for i in range(n)]
+    return [store.submissions.submit(JobRequest(user_id=user, prompt=f"prompt {i}")).job_id for i in range(n)]
 
+
+def test_a_run_that_starts_before_the_next_tick_is_queued_exactly_once(store, instance):
+    """Deterministic replay of the lost-`queued` race: tick, launch, the run claims, then the next tick."""
+    (job_id,) = submit(store, 1)
+    daemon = FakeDaemon(instance)
+    (run_id,) = daemon.apply(plan_tick(store, instance, batch_size=10))
+    run_created = instance.get_run_record_by_id(run_id).create_timestamp
+    row = store.runs.claim(job_id, run_id, run_created_at=run_created)  # before the sensor confirmed
+    assert row["status"] == "running" and row["queued_at"] <= row["started_at"]
+    second = plan_tick(store, instance, batch_size=10)
+    assert second.run_requests == [] and len(daemon.launched) == 1
+    events = store.reads.events(job_id)
+    assert [(e["status"], e["stage"]) for e in events] == [("pending", "submit"), ("queued", "queue"),
+                                                          ("running", "validate")]
+    assert_trail_in_lifecycle_order(events, store.reads.get(job_id))
 
 def test_each_pending_row_gets_one_run_then_queued(store, instance):
     ids = submit(store, 3)
@@ -76,7 +92,7 @@ def test_each_pending_row_gets_one_run_then_queued(store, instance):
     second = plan_tick(store, instance, batch_size=10)
     assert second.run_requests == []
     for job_id in ids:
-        row = store.get(job_id)
+        row = store.reads.get(job_id)
         assert row["status"] == "queued" and row["run_id"] is not None and row["queued_at"] is not None
     assert all(n == 1 for n in daemon.launched.values())
 
@@ -122,7 +138,7 @@ def test_daemon_restart_between_launch_and_save(store, instance, launched_before
         daemon.apply(plan_tick(store, instance, batch_size=10))
     assert sorted(int(k) for k in daemon.launched) == ids
     assert all(n == 1 for n in daemon.launched.values())
-    assert {store.status_of(i) for i in ids} == {"queued"}
+    assert {store.reads.status_of(i) for i in ids} == {"queued"}
 
 
 def test_ten_thousand_pending_rows_drain_over_bounded_ticks(store, instance, engine):
@@ -149,17 +165,17 @@ def test_ten_thousand_pending_rows_drain_over_bounded_ticks(store, instance, eng
 def test_canceled_jobs_are_not_launched_and_active_runs_are_stopped(store, instance):
     pending_id, queued_id = submit(store, 2)
     daemon = FakeDaemon(instance)
-    store.cancel(pending_id)
+    store.operator.cancel(pending_id)
     result = plan_tick(store, instance, batch_size=10)
     assert [int(r.partition_key) for r in result.run_requests] == [queued_id]
     (run_id,) = daemon.apply(result)
     plan_tick(store, instance, batch_size=10)
-    assert store.status_of(queued_id) == "queued"
-    store.cancel(queued_id)
+    assert store.reads.status_of(queued_id) == "queued"
+    store.operator.cancel(queued_id)
     assert stop_canceled_runs(store, instance) == 1
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
-    assert store.get(queued_id)["stage"] == "canceled"
-    assert store.get(pending_id)["stage"] == "canceled"  # nothing to stop, acknowledged
+    assert store.reads.get(queued_id)["stage"] == "canceled"
+    assert store.reads.get(pending_id)["stage"] == "canceled"  # nothing to stop, acknowledged
     assert stop_canceled_runs(store, instance) == 0
 
 
@@ -170,13 +186,13 @@ def test_a_job_whose_run_died_is_resubmitted_then_failed(store, instance, engine
     for attempt in range(1, 4):
         daemon.apply(plan_tick(store, instance, batch_size=10))
         plan_tick(store, instance, batch_size=10)
-        run = instance.get_run_by_id(store.get(job_id)["run_id"])
-        assert store.start_attempt(job_id, run.run_id)["attempts"] == attempt
+        run = instance.get_run_by_id(store.reads.get(job_id)["run_id"])
+        assert store.runs.claim(job_id, run.run_id)["attempts"] == attempt
         instance.report_run_failed(run)  # the worker died: the run ended, the job still says running
         actions = recover_lost_jobs(store, instance, retry_delays_s=delays, heartbeat_timeout_s=60)
         expected = "resubmitted" if attempt <= len(delays) else "failed"
         assert actions == [(job_id, expected)]
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "failed" and row["error_code"] == "worker_lost"
     assert "without reporting" in row["error_message"]
     assert len(daemon.launched) == 3  # "<id>", "<id>-r1", "<id>-r2"
@@ -187,15 +203,15 @@ def test_a_stale_heartbeat_marks_the_run_failed(store, instance, engine):
     daemon = FakeDaemon(instance)
     daemon.apply(plan_tick(store, instance, batch_size=10))
     plan_tick(store, instance, batch_size=10)
-    run_id = store.get(job_id)["run_id"]
-    store.start_attempt(job_id, run_id)
+    run_id = store.reads.get(job_id)["run_id"]
+    store.runs.claim(job_id, run_id)
     run = instance.get_run_by_id(run_id)
     assert recover_lost_jobs(store, instance, retry_delays_s=(), heartbeat_timeout_s=60) == []
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = :id"),
                      {"id": job_id})
     assert recover_lost_jobs(store, instance, retry_delays_s=(), heartbeat_timeout_s=60) == [(job_id, "failed")]
-    assert "stopped sending heartbeats" in store.get(job_id)["error_message"]
+    assert "stopped sending heartbeats" in store.reads.get(job_id)["error_message"]
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
 
 

@@ -28,7 +28,7 @@ class JobHeartbeat:
         return self.status == "canceled"
 
     def beat(self) -> None:
-        self.status = self._store.heartbeat(self._job_id, self._run_id)
+        self.status = self._store.runs.heartbeat(self._job_id, self._run_id)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):

@@ -33,10 +33,10 @@ def run_job(database_url: str, storage: StorageResource, model_cache: Path, job_
 
 def test_video_lands_in_s3_verified_and_downloadable(database_url, moto_endpoint, tmp_path):
     store = JobStore(sa.create_engine(database_url))
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a red fox", seed=11)).job_id
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a red fox", seed=11)).job_id
     storage = StorageResource(backend="s3", endpoint_url=moto_endpoint, create_bucket=True)
     assert run_job(database_url, storage, tmp_path / "models", job_id).success
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "succeeded"
     assert row["output_uri"] == f"s3://jobs-outputs/videos/{job_id}/video.mp4"
     keys = storage.client().list_prefix(f"videos/{job_id}/")
@@ -57,16 +57,16 @@ def test_video_lands_in_s3_verified_and_downloadable(database_url, moto_endpoint
 
 def test_storage_down_is_retried_with_backoff_then_failed_with_the_cause(database_url, aws_test_environment, tmp_path):
     store = JobStore(sa.create_engine(database_url))
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a red fox")).job_id
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a red fox")).job_id
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     storage = StorageResource(backend="s3", endpoint_url=dead)
     result = run_job(database_url, storage, tmp_path / "models", job_id)
     assert not result.success
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "failed" and row["error_code"] == "storage_unavailable"
     assert dead in row["error_message"] and "after 3 retries" in row["error_message"]
     assert row["output_uri"] is None and row["output_sha256"] is None
-    retries = [e["message"] for e in store.events(job_id) if "retry" in (e["message"] or "")]
+    retries = [e["message"] for e in store.reads.events(job_id) if "retry" in (e["message"] or "")]
     assert [m.split("; ")[-1] for m in retries] == ["retry 1 of 3 in 0.2 s", "retry 2 of 3 in 0.4 s",
                                                     "retry 3 of 3 in 0.8 s"]
     up_for_retry = [e for e in result.all_events if e.step_key == "upload_outputs" and e.event_type_value == "STEP_UP_FOR_RETRY"]

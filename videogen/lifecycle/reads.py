@@ -1,0 +1,56 @@
+"""Reading jobs and their audit trail (what `videogen status`/`list` and the API show)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from videogen.db.schema import job_events, jobs
+from videogen.errors import JobNotFoundError
+
+
+class JobReads:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFoundError(f"job {job_id} does not exist")
+        return dict(row)
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        user_id: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit).offset(offset)
+        if status:
+            query = query.where(jobs.c.status == status)
+        if user_id:
+            query = query.where(jobs.c.user_id == user_id)
+        if created_from:
+            query = query.where(jobs.c.created_at >= created_from)
+        if created_to:
+            query = query.where(jobs.c.created_at < created_to)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def status_of(self, job_id: int) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()

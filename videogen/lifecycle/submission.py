@@ -1,0 +1,116 @@
+"""Submitting a request: one ``jobs`` row (``pending``, or ``rejected`` with the reason)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from videogen.db.schema import REQUEST_PARAMETERS, job_events, jobs
+from videogen.errors import ValidationError
+from videogen.generation.registry import ModelRegistry
+from videogen.validation import validate_request
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a client submits. Parameters left as None take the model's defaults."""
+
+    user_id: str
+    prompt: Any
+    negative_prompt: Any = ""
+    model: Any = None
+    width: Any = None
+    height: Any = None
+    num_frames: Any = None
+    fps: Any = None
+    steps: Any = None
+    guidance_scale: Any = None
+    seed: Any = None
+    quality_preset: Any = None
+    priority: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    job_id: int
+    status: str
+    created: bool  # False when the idempotency key matched an existing job
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def _storable(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL or undecodable bytes; keep a readable copy of the request."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        value = value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+        value = value.replace("\x00", "\ufffd")
+    return value
+
+
+def _as_text(value: Any) -> str | None:
+    return None if value is None else str(_storable(value))
+
+
+class JobSubmissions:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def submit(self, request: JobRequest, registry: ModelRegistry | None = None) -> Submission:
+        """Insert a job. With a registry, validate first: an invalid request is stored as ``rejected``."""
+        user_id = str(_storable(request.user_id or "")).strip()
+        if not user_id:
+            raise ValidationError("user_id is empty; say who submits the job", code="empty_user_id")
+        error: ValidationError | None = None
+        if registry is not None:
+            try:
+                validate_request(request.__dict__, registry, seed_if_missing=0)
+            except ValidationError as exc:
+                error = exc
+        values = {
+            "user_id": user_id,
+            "prompt": _as_text(request.prompt) or "",
+            "negative_prompt": _as_text(request.negative_prompt) or "",
+            "priority": int(request.priority),
+            "idempotency_key": request.idempotency_key,
+        }
+        for name in REQUEST_PARAMETERS:
+            raw = getattr(request, name)
+            if raw is not None:
+                values[name] = _as_text(raw)
+        if error is not None:
+            values.update(status="rejected", stage="validate", error_code=error.code,
+                          error_message=error.message, finished_at=sa.func.now())
+        with self.engine.begin() as conn:
+            if request.idempotency_key is not None:
+                existing = self._by_idempotency_key(conn, user_id, request.idempotency_key)
+                if existing is not None:
+                    return existing
+            row = conn.execute(
+                pg_insert(jobs).values(**values)
+                .on_conflict_do_nothing(constraint="jobs_user_idempotency_key")
+                .returning(jobs.c.id, jobs.c.status)
+            ).first()
+            if row is None:  # a concurrent submit with the same key won the race
+                existing = self._by_idempotency_key(conn, user_id, request.idempotency_key)
+                assert existing is not None
+                return existing
+            if error is not None:
+                conn.execute(job_events.insert().values(job_id=row.id, status="rejected", stage="validate",
+                                                        message=f"{error.code}: {error.message}"))
+        return Submission(row.id, row.status, True, error.code if error else None, error.message if error else None)
+
+    @staticmethod
+    def _by_idempotency_key(conn: sa.Connection, user_id: str, key: str | None) -> Submission | None:
+        existing = conn.execute(
+            sa.select(jobs.c.id, jobs.c.status, jobs.c.error_code, jobs.c.error_message).where(
+                jobs.c.user_id == user_id, jobs.c.idempotency_key == key)
+        ).first()
+        if existing is None:
+            return None
+        return Submission(existing.id, existing.status, False, existing.error_code, existing.error_message)
