@@ -49,7 +49,9 @@ RETRYABLE_CODES = frozenset(
      "ServiceUnavailable", "InternalError", "RequestLimitExceeded", "TooManyRequests"}
 )  # fmt: skip
 CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
-NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+# A missing *object*. A missing bucket (NoSuchBucket) is not one: it is a configuration error.
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+MISSING_BUCKET_CODE = "NoSuchBucket"
 
 
 def redact_url(url: str) -> str:
@@ -130,12 +132,22 @@ class S3ObjectStorage(ObjectStorage):
                 return StorageUnavailableError(detail)
             if code in CHECKSUM_CODES:
                 return StorageVerificationError(detail)
+            if code == MISSING_BUCKET_CODE:
+                return StorageRequestRejectedError(self._missing_bucket_message(action), code="storage_bucket_missing")
             return StorageRequestRejectedError(detail)
         if isinstance(exc, botocore_errors.ParamValidationError):
             return exc  # our bug, not the store's state: surface it as is
         if isinstance(exc, botocore_errors.BotoCoreError):  # e.g. a response body cut short
             return StorageUnavailableError(f"{where} failed ({action}): {type(exc).__name__}: {exc}")
         return exc
+
+    def _missing_bucket_message(self, action: str) -> str:
+        return (
+            f"bucket {self.bucket!r} does not exist at S3 endpoint {self.endpoint_url} (NoSuchBucket, while "
+            f"trying to {action}): create the bucket {self.bucket!r} (with its lifecycle and access policy) or "
+            "set VIDEOGEN_BUCKET to an existing one; for a development MinIO or moto, set "
+            "VIDEOGEN_S3_CREATE_BUCKET=1 to have it created on first use"
+        )
 
     def _call(self, operation: str, action: str, *, missing_ok: bool = False, **params: Any) -> Any:
         """Call a client operation on our bucket; a 404 gives None when ``missing_ok``."""
@@ -276,6 +288,8 @@ def _is_not_found(exc: Exception) -> bool:
     response = getattr(exc, "response", {}) or {}
     code = str(response.get("Error", {}).get("Code", ""))
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == MISSING_BUCKET_CODE:
+        return False
     return status == 404 or code in NOT_FOUND_CODES
 
 
