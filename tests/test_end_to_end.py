@@ -7,7 +7,6 @@ rows are inserted straight into `jobs`; videos are checked with ffprobe.
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import create_database
+from tests.trail import assert_trail_in_lifecycle_order
+from videogen.devtools.processes import group_members, start_in_new_group, stop_group
 from videogen.encoding.probe import probe_video
 from videogen.lifecycle import JobStore
 
@@ -49,21 +50,18 @@ def platform(admin_url, tmp_path):
         "VIDEOGEN_HEARTBEAT_TIMEOUT_S": "12",
     }
     log = open(tmp_path / "daemon.log", "wb")
-    daemon = subprocess.Popen(
+    # Its own process group: the daemon, its code server and every run worker are in it.
+    daemon = start_in_new_group(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        log=log, cwd=REPO, env=env,
     )
     engine = sa.create_engine(env["DATABASE_URL"])
     try:
         yield {"env": env, "store": JobStore(engine), "engine": engine, "daemon": daemon, "log": tmp_path / "daemon.log"}
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-        # Run workers are children of the code server; make sure none outlives the test.
-        subprocess.run(["pkill", "-9", "-f", str(home)], check=False)
+        stop_group(daemon, grace_s=60)
+        assert group_members(daemon.pid) == []
+        log.close()
         engine.dispose()
 
 
@@ -75,7 +73,7 @@ def insert(engine, **columns) -> int:
 
 
 def final_statuses(store, ids):
-    rows = {i: store.get(i) for i in ids}
+    rows = {i: store.reads.get(i) for i in ids}
     return rows if all(r["status"] in FINAL for r in rows.values()) else None
 
 
@@ -102,27 +100,46 @@ def test_rows_become_verified_videos(platform):
         assert facts.duration_s == pytest.approx(frames / fps, abs=0.01)
         assert row["output_size_bytes"] == video.stat().st_size
         assert (video.parent / "metadata.json").exists() and (video.parent / "thumb_middle.png").exists()
-        stages = [e["stage"] for e in store.events(job_id)]
+        events = store.reads.events(job_id)
+        stages = [e["stage"] for e in events]
         assert stages[:3] == ["submit", "queue", "validate"] and stages[-1] == "done"
         assert {"generate", "encode", "upload"} <= set(stages)
         assert row["gpu_seconds"] > 0 and float(row["credits"]) > 0 and row["attempts"] == 1
+    for job_id in ids:
+        assert_trail_in_lifecycle_order(store.reads.events(job_id), rows[job_id])
 
 
 def test_a_killed_worker_does_not_leave_the_job_running(platform):
     engine, store = platform["engine"], platform["store"]
     # Enough denoising steps that the worker is certainly still generating when it is killed.
     job_id = insert(engine, user_id="ana", prompt="a slow fox", steps="100", width="128", height="128", num_frames="25")
-    row = wait_until(lambda: (r := store.get(job_id))["stage"] == "generate" and r["progress"] > 0 and r,
+    row = wait_until(lambda: (r := store.reads.get(job_id))["stage"] == "generate" and r["progress"] > 0 and r,
                      600, "the job to be generating")
-    row = wait_until(lambda: (r := store.get(job_id))["worker"] and r, 60, "the worker's first heartbeat")
+    row = wait_until(lambda: (r := store.reads.get(job_id))["worker"] and r, 60, "the worker's first heartbeat")
     os.kill(int(row["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     # The heartbeat goes stale → resubmitted under a new run key → eventually not running any more.
     # (Or the run launcher noticed first and Dagster marked the run failed: same outcome.)
-    wait_until(lambda: store.get(job_id)["submission"] == 1, 300,
+    wait_until(lambda: store.reads.get(job_id)["submission"] == 1, 300,
                f"the reconciliation sensor to notice the dead worker; see {platform['log']}")
-    lost = [e["message"] for e in store.events(job_id) if "resubmitted" in (e["message"] or "")]
+    lost = [e["message"] for e in store.reads.events(job_id) if "resubmitted" in (e["message"] or "")]
     assert len(lost) == 1 and ("stopped sending heartbeats" in lost[0] or "without reporting" in lost[0])
-    store.cancel(job_id)  # no need to wait for 100 more steps; cancel must stop the new run too
-    wait_until(lambda: store.get(job_id)["stage"] == "canceled", 120, "the cancel to reach the run")
-    row = store.get(job_id)
+    store.operator.cancel(job_id)  # no need to wait for 100 more steps; cancel must stop the new run too
+    wait_until(lambda: store.reads.get(job_id)["stage"] == "canceled", 120, "the cancel to reach the run")
+    row = store.reads.get(job_id)
     assert row["status"] == "canceled" and row["submission"] == 1
+
+
+def test_a_crashed_daemon_leaves_no_process_behind(platform):
+    """A SIGKILLed daemon orphans its code server and run worker (they wait for the run to finish);
+    stopping the daemon's process group still reaches and ends every one of them."""
+    engine, store, daemon = platform["engine"], platform["store"], platform["daemon"]
+    job_id = insert(engine, user_id="ana", prompt="a slow fox", steps="100", width="128", height="128", num_frames="25")
+    row = wait_until(lambda: (r := store.reads.get(job_id))["stage"] == "generate" and r["worker"] and r,
+                     600, f"the job to be generating; see {platform['log']}")
+    worker_pid = int(row["worker"].rsplit(":", 1)[1])
+    assert worker_pid in group_members(daemon.pid)
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.wait(timeout=30)
+    assert worker_pid in group_members(daemon.pid)  # orphaned, still generating
+    stop_group(daemon, grace_s=30)
+    assert group_members(daemon.pid) == []

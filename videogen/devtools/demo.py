@@ -8,8 +8,6 @@ output location and what ``ffprobe`` reports about the stored video.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +19,7 @@ import sqlalchemy as sa
 from videogen.config import load_settings
 from videogen.db.migrate import upgrade
 from videogen.db.schema import TERMINAL_STATUSES
+from videogen.devtools.processes import start_in_new_group, stop_group
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import JobRequest, JobStore
 
@@ -32,29 +31,21 @@ SAMPLE_PROMPTS = (
 
 
 def start_daemon(repo_root: Path, log_path: Path) -> subprocess.Popen:
+    """The daemon in a process group of its own, so that stopping the group stops its code server
+    and run workers too (see videogen.devtools.processes)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(repo_root / "workspace.yaml")],
-        cwd=repo_root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-
-def stop_daemon(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with open(log_path, "ab") as log:
+        return start_in_new_group(
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(repo_root / "workspace.yaml")],
+            log=log, cwd=repo_root,
+        )
 
 
 def wait_for_final(store: JobStore, job_ids: list[int], timeout_s: float, daemon: subprocess.Popen | None) -> None:
     deadline = time.monotonic() + timeout_s
     last = ""
     while True:
-        statuses = {job_id: store.get(job_id) for job_id in job_ids}
+        statuses = {job_id: store.reads.get(job_id) for job_id in job_ids}
         line = ", ".join(f"{i}:{row['status']}" + (f"({row['stage']}"
                                                     + (f" {row['progress']:.0%}" if row["stage"] == "generate" else "")
                                                     + ")" if row["status"] == "running" else "")
@@ -114,16 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job_ids = []
         for prompt, params in SAMPLE_PROMPTS:
-            submission = store.submit(JobRequest(user_id=args.user, prompt=prompt, **params), registry=registry)
+            submission = store.submissions.submit(JobRequest(user_id=args.user, prompt=prompt, **params), registry=registry)
             job_ids.append(submission.job_id)
             print(f"submitted job {submission.job_id}: {prompt!r} {params or ''}")
         wait_for_final(store, job_ids, args.timeout, daemon)
     finally:
-        stop_daemon(daemon)
+        stop_group(daemon, grace_s=30)
     print()
     ok = True
     for job_id in job_ids:
-        row = store.get(job_id)
+        row = store.reads.get(job_id)
         ok &= row["status"] == "succeeded"
         print("\n".join(describe(settings, row)))
     print()
