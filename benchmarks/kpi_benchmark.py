@@ -316,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     tmp = None
     server_url = os.environ.get("DATABASE_URL")
+    if server_url:
+        from videogen.config import normalize_database_url
+
+        server_url = normalize_database_url(server_url)  # scripts/env.sh exports a libpq URL
     if not server_url:
         from videogen.devtools.local_postgres import LocalPostgres
 

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from videogen.config import normalize_database_url
 from videogen.db.migrate import upgrade
 from videogen.devtools.local_postgres import LocalPostgres
 
@@ -50,7 +51,9 @@ def pg_server() -> Iterator[LocalPostgres | None]:
 @pytest.fixture(scope="session")
 def admin_url(pg_server: LocalPostgres | None) -> str:
     """A URL whose role may create databases."""
-    return os.environ.get("VIDEOGEN_TEST_DATABASE_URL") or pg_server.url("postgres")
+    if os.environ.get("VIDEOGEN_TEST_DATABASE_URL"):
+        return normalize_database_url(os.environ["VIDEOGEN_TEST_DATABASE_URL"])  # a libpq URL works too
+    return pg_server.url("postgres")
 
 
 _counter = itertools.count()

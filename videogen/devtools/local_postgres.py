@@ -8,7 +8,9 @@ then owned by ``postgres``.
 The cluster listens on 127.0.0.1 only. Local socket connections (used here to create the role and
 database) are trusted; TCP connections need the password, like a real deployment.
 
-Usage: ``python -m videogen.devtools.local_postgres start --datadir DIR --port 55432``.
+Usage: ``python -m videogen.devtools.local_postgres start --datadir DIR --port 55432``. It prints a
+libpq URL (``postgresql://…``) that ``psql`` takes as is and the code accepts too (see
+:func:`videogen.config.normalize_database_url`); :meth:`LocalPostgres.url` gives SQLAlchemy's form.
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ class LocalPostgres:
         return self.datadir
 
     def url(self, database: str = DATABASE) -> str:
+        """For SQLAlchemy: 2.1 reads a bare ``postgresql://`` as psycopg 3, which is not installed."""
         return f"postgresql+psycopg2://{ROLE}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def libpq_url(self, database: str = DATABASE) -> str:
+        """For ``psql``, libpq and the ``DATABASE_URL`` variable (a libpq URL has no ``+driver``)."""
+        return f"postgresql://{ROLE}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         out = _run(
@@ -133,17 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datadir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=55432)
     parser.add_argument("--database", default=DATABASE)
+    parser.add_argument("--sqlalchemy", action="store_true",
+                        help="print SQLAlchemy's form (postgresql+psycopg2://) instead of the libpq URL")
     args = parser.parse_args(argv)
     pg = LocalPostgres(args.datadir.resolve(), args.port)
     if args.action == "start":
         pg.start()
         if args.database != DATABASE:
             pg.ensure_database(args.database)
-        print(pg.url(args.database))
     elif args.action == "stop":
         pg.stop()
-    else:
-        print(pg.url(args.database))
+        return 0
+    print(pg.url(args.database) if args.sqlalchemy else pg.libpq_url(args.database))
     return 0
 
 

@@ -1,0 +1,96 @@
+"""`source scripts/env.sh`: the DATABASE_URL it exports works in psql and in the code, as is."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import free_port
+from videogen.devtools.local_postgres import _bindir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env_script_home():
+    """A VIDEOGEN_HOME of its own (not under pytest's basetemp, as in conftest); its server is stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="videogen-env-sh-"))
+    try:
+        yield home
+    finally:
+        if (home / "pgdata" / "postmaster.pid").exists():  # pg_ctl stop, by data directory: never a pkill
+            subprocess.run([sys.executable, "-m", "videogen.devtools.local_postgres", "stop",
+                            "--datadir", str(home / "pgdata")], cwd=REPO, check=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_sourced_env_gives_a_libpq_database_url_that_psql_and_the_code_accept(env_script_home):
+    psql = shutil.which("psql") or str(_bindir() / "psql")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME")}
+    env.update(VIDEOGEN_HOME=str(env_script_home), VIDEOGEN_PG_PORT=str(free_port()), PSQL=psql)
+    script = """
+        set -euo pipefail
+        source scripts/env.sh
+        echo "DATABASE_URL=$DATABASE_URL"
+        echo "DAGSTER_PG_URL=$DAGSTER_PG_URL"
+        "$PSQL" "$DATABASE_URL" -Atc 'select 1'
+        .venv/bin/python -m videogen.cli db upgrade --json
+    """
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    database_url = lines[0].removeprefix("DATABASE_URL=")
+    dagster_url = lines[1].removeprefix("DAGSTER_PG_URL=")
+    port = env["VIDEOGEN_PG_PORT"]
+    assert database_url == f"postgresql://videogen:videogen@127.0.0.1:{port}/videogen"  # libpq: no +driver
+    assert lines[2] == "1"  # psql took it as is
+    assert lines[3] == '{"upgraded_to": "head"}'  # so did `videogen db upgrade` (through Settings)
+
+    # The same URL through the code's other doors: SQLAlchemy via normalize_database_url, the Dagster
+    # resource, Alembic, and the KPI assets' JDBC conversion.
+    from resources.database import PostgresResource
+    from videogen.config import normalize_database_url
+    from videogen.db.migrate import upgrade
+    from videogen.kpi.config import JdbcSource
+
+    engine = sa.create_engine(normalize_database_url(database_url))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from jobs")).scalar_one() == 0
+    engine.dispose()
+    with PostgresResource(database_url=database_url).get_engine().connect() as conn:
+        assert conn.execute(sa.text("select current_database()")).scalar_one() == "videogen"
+    upgrade(database_url)  # already at head: a no-op, but through Alembic with the libpq URL
+    jdbc = JdbcSource.from_sqlalchemy_url(database_url)
+    assert jdbc.url == f"jdbc:postgresql://127.0.0.1:{port}/videogen"
+    assert (jdbc.properties["user"], jdbc.properties["password"]) == ("videogen", "videogen")
+
+    # Dagster's storage URL keeps SQLAlchemy's psycopg2 form: dagster-postgres passes it to
+    # create_engine as is, and SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3.
+    from dagster_postgres.utils import create_pg_engine
+
+    assert dagster_url == f"postgresql+psycopg2://videogen:videogen@127.0.0.1:{port}/dagster"
+    dagster_engine = create_pg_engine(dagster_url)
+    with dagster_engine.connect() as conn:
+        assert conn.execute(sa.text("select current_database()")).scalar_one() == "dagster"
+    dagster_engine.dispose()
+
+
+def test_dagster_url_from_a_given_libpq_database_url_keeps_its_options(tmp_path):
+    """With DATABASE_URL set (no local server), Dagster's URL is derived on the same server, query kept."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_PG_URL",)}
+    env.update(VIDEOGEN_HOME=str(tmp_path),
+               DATABASE_URL="postgresql://ana:s3cret@db.internal:6432/videogen?sslmode=require")
+    result = subprocess.run(["bash", "-c", 'source scripts/env.sh && echo "$DATABASE_URL" && echo "$DAGSTER_PG_URL"'],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "postgresql://ana:s3cret@db.internal:6432/videogen?sslmode=require",
+        "postgresql+psycopg2://ana:s3cret@db.internal:6432/dagster?sslmode=require",
+    ]
