@@ -14,11 +14,12 @@ from pipelines.partitions import video_jobs_partitions
 from resources.jobs import JobsResource
 from resources.storage import StorageResource
 from videogen import retention
-from videogen.config import load_settings
+from videogen.config import load_settings, setting_default
 
 
 class RetentionConfig(dg.Config):
-    retention_days: int = Field(default=30, description="Outputs of jobs older than this many days are purged.")
+    retention_days: int = Field(default=setting_default("retention_days"), ge=1,
+                                description="Outputs of jobs older than this many days are purged.")
     max_jobs: int = Field(default=5000, description="At most this many jobs' outputs are purged per run.")
 
 
@@ -55,6 +56,7 @@ retention_schedule = dg.ScheduleDefinition(
     cron_schedule="17 3 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    # The environment's VIDEOGEN_RETENTION_DAYS (RetentionConfig's default is Settings' default).
     run_config={"ops": {
         name: {"config": {"retention_days": load_settings().retention_days}}
         for name in ("purge_outputs", "prune_partitions")

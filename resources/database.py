@@ -7,7 +7,7 @@ from functools import cached_property
 import dagster as dg
 import sqlalchemy as sa
 
-from videogen.config import normalize_database_url
+from videogen.config import env_var, normalize_database_url
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -27,5 +27,10 @@ class PostgresResource(dg.ConfigurableResource):
         return self._engine
 
 
+def database_url_env_var() -> dg.EnvVar:
+    """``DATABASE_URL`` as an ``EnvVar``: resolved when a run starts, never shown (it holds the password)."""
+    return dg.EnvVar(env_var("database_url"))
+
+
 def postgres_from_env() -> PostgresResource:
-    return PostgresResource(database_url=dg.EnvVar("DATABASE_URL"))
+    return PostgresResource(database_url=database_url_env_var())

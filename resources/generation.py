@@ -7,50 +7,57 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
+from videogen.config import Device, load_settings, setting_default
+from videogen.generation.loader import PipelineCache
 from videogen.generation.registry import ModelRegistry
 
 
 class GenerationResource(dg.ConfigurableResource):
-    model_cache: str = Field(description="Folder of the model cache (models load from here, offline).")
-    device: str = Field(default="auto", description="'auto' (CUDA when present), 'cuda' or 'cpu'.")
-    cpu_offload: bool = Field(default=False, description="Offload idle sub-models to CPU (less GPU memory).")
-    vae_tiling: bool = Field(default=False, description="Decode the VAE in tiles (large frames on small GPUs).")
-    model_registry_path: str = Field(default="", description="JSON file with extra model specs (optional).")
+    """The defaults are :class:`videogen.config.Settings`'; :func:`generation_from_env` passes the loaded values.
 
-    # Loaded pipelines, per model, for the life of this process (a run may generate once, a
-    # long-lived benchmark or worker many times; loading is the expensive part).
-    _pipelines: dict[str, Any] = PrivateAttr(default_factory=dict)
+    Pipelines load lazily (torch and diffusers are imported on the first :meth:`pipeline` call) into
+    one :class:`~videogen.generation.loader.PipelineCache` for the life of this process: a run may
+    generate once, a long-lived benchmark or worker many times, and loading is the expensive part.
+    """
+
+    model_cache: str = Field(description="Folder of the model cache (models load from here, offline).")
+    device: Device = Field(default=setting_default("device"), description="'auto' (CUDA when present), 'cuda' or 'cpu'.")
+    cpu_offload: bool = Field(default=setting_default("cpu_offload"),
+                              description="Offload idle sub-models to CPU (less GPU memory).")
+    vae_tiling: bool = Field(default=setting_default("vae_tiling"),
+                             description="Decode the VAE in tiles (large frames on small GPUs).")
+    model_registry_path: str = Field(default=setting_default("model_registry_path"),
+                                     description="JSON file with extra model specs (optional).")
+    pipeline_cache_size: int = Field(default=setting_default("pipeline_cache_size"), ge=1,
+                                     description="Loaded pipelines kept; loading another drops the least recently used.")
 
     @cached_property
     def _registry(self) -> ModelRegistry:
-        env = {"VIDEOGEN_MODEL_REGISTRY": self.model_registry_path} if self.model_registry_path else {}
-        return ModelRegistry.from_env(env)
+        return ModelRegistry.from_file(self.model_registry_path)
+
+    @cached_property
+    def _pipelines(self) -> PipelineCache:
+        return PipelineCache(max_entries=self.pipeline_cache_size)
 
     def registry(self) -> ModelRegistry:
         return self._registry
 
     def pipeline(self, model: str) -> Any:
-        if model not in self._pipelines:
-            from videogen.generation.loader import load_pipeline
-
-            spec = self._registry.get(model)
-            if spec is None:
-                raise KeyError(f"model {model!r} is not registered")
-            self._pipelines[model] = load_pipeline(
-                spec,
-                model_cache=Path(self.model_cache),
-                device=self.device,
-                cpu_offload=self.cpu_offload,
-                vae_tiling=self.vae_tiling,
-            )
-        return self._pipelines[model]
+        spec = self._registry.get(model)
+        if spec is None:
+            raise KeyError(f"model {model!r} is not registered")
+        return self._pipelines.get(
+            spec,
+            model_cache=Path(self.model_cache),
+            device=self.device,
+            cpu_offload=self.cpu_offload,
+            vae_tiling=self.vae_tiling,
+        )
 
 
 def generation_from_env() -> GenerationResource:
-    from videogen.config import load_settings
-
     settings = load_settings()
     return GenerationResource(
         model_cache=str(settings.model_cache),
@@ -58,4 +65,5 @@ def generation_from_env() -> GenerationResource:
         cpu_offload=settings.cpu_offload,
         vae_tiling=settings.vae_tiling,
         model_registry_path=settings.model_registry_path,
+        pipeline_cache_size=settings.pipeline_cache_size,
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dagster as dg
 from pydantic import Field
 
-from resources.database import PostgresResource
-from videogen.config import parse_seconds_list
+from resources.database import PostgresResource, database_url_env_var
+from videogen.config import format_seconds_list, load_settings, parse_seconds_list, setting_default
 from videogen.lifecycle import JobStore
 
 
@@ -14,16 +13,18 @@ class JobsResource(PostgresResource):
     """Reads and writes ``jobs``/``job_events``; the single place ops and sensors change a job's status.
 
     The connection (``database_url``, one pooled engine) is the application database's, as for the KPI
-    assets' ``PostgresResource``; this adds the lifecycle policy.
+    assets' ``PostgresResource``; this adds the lifecycle policy, whose defaults are
+    :class:`videogen.config.Settings`'.
     """
 
     retry_delays_s: str = Field(
-        default="5,15,45",
+        default=format_seconds_list(setting_default("retry_delays_s")),
         description="Backoff before each retry of a transient failure, comma-separated seconds; "
         "its length is the number of retries.",
     )
     heartbeat_timeout_s: float = Field(
-        default=90.0, description="A running job whose worker has not written a heartbeat for this long is lost."
+        default=setting_default("heartbeat_timeout_s"),
+        description="A running job whose worker has not written a heartbeat for this long is lost.",
     )
 
     def store(self) -> JobStore:
@@ -34,11 +35,9 @@ class JobsResource(PostgresResource):
 
 
 def jobs_from_env() -> JobsResource:
-    from videogen.config import load_settings
-
     settings = load_settings()
     return JobsResource(
-        database_url=dg.EnvVar("DATABASE_URL"),
-        retry_delays_s=",".join(f"{delay:g}" for delay in settings.retry_delays_s),
+        database_url=database_url_env_var(),
+        retry_delays_s=format_seconds_list(settings.retry_delays_s),
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
     )

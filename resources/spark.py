@@ -14,25 +14,33 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from videogen.config import env_var, load_settings, parse_spark_conf, setting_default, split_list
 from videogen.deploy.profile import PRODUCTION
 from videogen.deploy.profile import profile_name as load_profile_name
 from videogen.deploy.spark import spark_conf_for_profile
-from videogen.kpi.config import DEBIAN_JDBC_JAR, DEFAULT_APP_NAME, DEFAULT_MASTER, SparkConfig, parse_spark_conf
+from videogen.kpi.config import SparkConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
 class SparkSessionResource(dg.ConfigurableResource):
-    """Where Spark runs (``local[*]`` by default, a cluster master by configuration) and with what."""
+    """Where Spark runs (``local[*]`` by default, a cluster master by configuration) and with what.
 
-    master: str = Field(default=DEFAULT_MASTER, description="local[*], spark://host:7077, yarn, k8s://https://...")
-    app_name: str = Field(default=DEFAULT_APP_NAME)
-    jdbc_jar: str = Field(default=DEBIAN_JDBC_JAR, description="PostgreSQL JDBC driver jar (path or URL)")
-    extra_jars: str = Field(default="", description="more jars, comma-separated (e.g. hadoop-aws for s3a://)")
+    The defaults are :class:`videogen.config.Settings`'; :func:`spark_from_env` passes the loaded values.
+    """
+
+    master: str = Field(default=setting_default("spark_master"),
+                        description="local[*], spark://host:7077, yarn, k8s://https://...")
+    app_name: str = Field(default=setting_default("spark_app_name"))
+    jdbc_jar: str = Field(default=setting_default("jdbc_jar"), description="PostgreSQL JDBC driver jar (path or URL)")
+    extra_jars: str = Field(default=",".join(setting_default("spark_jars")),
+                            description="more jars, comma-separated (e.g. hadoop-aws for s3a://)")
     spark_conf_json: str = Field(default="", description='JSON object of Spark settings, e.g. {"spark.executor.memory": "4g"}')
-    parquet_path: str = Field(default="", description="base path of the Parquet copies (local or s3a://); empty: none")
-    s3a_endpoint: str = Field(default="", description="S3-compatible endpoint for s3a:// paths (MinIO, Ceph)")
+    parquet_path: str = Field(default=setting_default("kpi_parquet_path") or "",
+                              description="base path of the Parquet copies (local or s3a://); empty: none")
+    s3a_endpoint: str = Field(default=setting_default("s3a_endpoint") or "",
+                              description="S3-compatible endpoint for s3a:// paths (MinIO, Ceph)")
 
     _session: SparkSession | None = PrivateAttr(default=None)
     _owns_session: bool = PrivateAttr(default=False)
@@ -46,7 +54,7 @@ class SparkSessionResource(dg.ConfigurableResource):
             master=self.master,
             app_name=self.app_name,
             jdbc_jar=self.jdbc_jar,
-            extra_jars=tuple(jar.strip() for jar in self.extra_jars.split(",") if jar.strip()),
+            extra_jars=split_list(self.extra_jars),
             conf=MappingProxyType({**base, **parse_spark_conf(self.spark_conf_json)}),
             parquet_path=self.parquet_path or None,
             s3a_endpoint=self.s3a_endpoint or None,
@@ -66,19 +74,17 @@ class SparkSessionResource(dg.ConfigurableResource):
         self._session = None
 
 
-def _env_or(name: str, default: str) -> str | dg.EnvVar:
-    # An EnvVar when the variable is set (resolved at run time, shown as such in the UI, never its
-    # value: VIDEOGEN_SPARK_CONF may carry credentials), the default otherwise.
-    return dg.EnvVar(name) if os.environ.get(name) else default
-
-
 def spark_from_env() -> SparkSessionResource:
+    """The resource from :func:`videogen.config.load_settings` (the one reader of the Spark variables)."""
+    settings = load_settings()
     return SparkSessionResource(
-        master=_env_or("SPARK_MASTER", DEFAULT_MASTER),
-        app_name=_env_or("VIDEOGEN_SPARK_APP_NAME", DEFAULT_APP_NAME),
-        jdbc_jar=_env_or("VIDEOGEN_JDBC_JAR", DEBIAN_JDBC_JAR),
-        extra_jars=_env_or("VIDEOGEN_SPARK_JARS", ""),
-        spark_conf_json=_env_or("VIDEOGEN_SPARK_CONF", ""),
-        parquet_path=_env_or("VIDEOGEN_KPI_PARQUET_PATH", ""),
-        s3a_endpoint=_env_or("VIDEOGEN_S3A_ENDPOINT", ""),
+        master=settings.spark_master,
+        app_name=settings.spark_app_name,
+        jdbc_jar=settings.jdbc_jar,
+        extra_jars=",".join(settings.spark_jars),
+        # VIDEOGEN_SPARK_CONF may carry credentials: an EnvVar (resolved at run time, shown as such in
+        # the UI, never its value) once load_settings() has validated it.
+        spark_conf_json=dg.EnvVar(env_var("spark_conf")) if settings.spark_conf else "",
+        parquet_path=settings.kpi_parquet_path or "",
+        s3a_endpoint=settings.s3a_endpoint or "",
     )

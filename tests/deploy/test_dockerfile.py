@@ -278,10 +278,11 @@ def test_code_server_port_entrypoint_and_command(dockerfile):
 
 
 def test_spark_settings_of_the_cpu_image_match_the_spark_conf(dockerfile):
-    from videogen.deploy.spark import DEBIAN_JDBC_JAR, IMAGE_S3A_JARS
+    from videogen.config import setting_default
+    from videogen.deploy.spark import IMAGE_S3A_JARS
 
     env = dockerfile.effective_env("cpu")
-    assert env["VIDEOGEN_JDBC_JAR"] == DEBIAN_JDBC_JAR
+    assert env["VIDEOGEN_JDBC_JAR"] == setting_default("jdbc_jar")
     assert env["SPARK_HOME"].endswith("/site-packages/pyspark")
     args = dockerfile.global_args
     assert f"/opt/videogen/jars/hadoop-aws-{args['HADOOP_AWS_VERSION']}.jar" in IMAGE_S3A_JARS

@@ -30,12 +30,12 @@ from videogen.encoding import (
 )
 from videogen.errors import StorageUnavailableError, StorageVerificationError
 from videogen.storage import (
+    MANIFEST_NAME,
     LocalObjectStorage,
     S3ObjectStorage,
     StorageRequestRejectedError,
     file_digest,
     job_key,
-    job_outputs_complete,
     job_prefix,
     storage_from_settings,
     upload_job_outputs,
@@ -190,7 +190,7 @@ def test_job_outputs_are_uploaded_with_the_manifest_last(storage_factory, tmp_pa
     assert storage.list_prefix(job_prefix(5)) == sorted(f"videos/5/{name}" for name in files)
     for name, obj in stored.items():
         assert obj.sha256 == file_digest(files[name]).sha256
-    assert job_outputs_complete(storage, 5)
+    assert storage.exists(job_key(5, MANIFEST_NAME))
 
 
 def test_a_failed_upload_leaves_no_manifest_and_no_orphans(storage_factory, tmp_path):
@@ -201,7 +201,7 @@ def test_a_failed_upload_leaves_no_manifest_and_no_orphans(storage_factory, tmp_
     with pytest.raises(StorageUnavailableError, match="simulated outage"):
         upload_job_outputs(storage, 5, files)
 
-    assert not job_outputs_complete(storage, 5), "a stale manifest still vouches for replaced objects"
+    assert not storage.exists(job_key(5, MANIFEST_NAME)), "a stale manifest still vouches for replaced objects"
     assert storage.list_prefix(job_prefix(5)) == []
 
 
@@ -426,8 +426,8 @@ def test_factory_builds_the_configured_backend(tmp_path, aws_test_environment):
     )
     assert isinstance(s3, S3ObjectStorage) and s3.bucket == "jobs-outputs"
     assert s3.endpoint_url.startswith("http://127.0.0.1:9000") and s3.region == "eu-west-3"
-    with pytest.raises(ValueError, match="unknown storage backend 'gcs'"):
-        storage_from_settings(Settings(storage_backend="gcs"))
+    with pytest.raises(ValueError, match="VIDEOGEN_STORAGE_BACKEND: Input should be 'local' or 's3', got 'gcs'"):
+        Settings(storage_backend="gcs")
 
 
 def test_importing_storage_and_encoding_stays_light():

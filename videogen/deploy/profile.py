@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
-from videogen.config import DEFAULT_DATABASE_URL, Settings, load_settings, normalize_database_url
+from videogen.config import DEFAULT_DATABASE_URL, Settings, env_var, load_settings, normalize_database_url
 from videogen.deploy.k8s import GpuPlacement
 
 PROFILE_ENV_VAR = "VIDEOGEN_PROFILE"
@@ -26,8 +26,8 @@ LOCAL = "local"
 PRODUCTION = "production"
 PROFILES = (LOCAL, PRODUCTION)
 
-# The variable the KPI code (videogen/kpi/config.py) reads for the Spark master.
-SPARK_MASTER_ENV_VAR = "SPARK_MASTER"
+# The variable the KPI code (videogen.config.Settings.spark_master) reads for the Spark master.
+SPARK_MASTER_ENV_VAR = env_var("spark_master")
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
@@ -113,14 +113,14 @@ def _model_cache_problems(env: Mapping[str, str]) -> list[str]:
     return []
 
 
-def _spark_problems(env: Mapping[str, str]) -> list[str]:
-    master = env.get(SPARK_MASTER_ENV_VAR, "").strip()
-    if not master:
+def _spark_problems(settings: Settings) -> list[str]:
+    if not settings.is_set("spark_master"):
         return [f"{SPARK_MASTER_ENV_VAR} is not set: production submits the KPI assets to a cluster "
                 "(e.g. k8s://https://kubernetes.default.svc:443), never Spark in local mode."]
+    master = settings.spark_master
     if master.startswith("local"):
         return [f"{SPARK_MASTER_ENV_VAR} is {master!r}: production runs Spark on a cluster, not in local mode."]
-    if master.startswith("k8s://") and not env.get("VIDEOGEN_SPARK_IMAGE", "").strip():
+    if master.startswith("k8s://") and not settings.spark_image:
         return ["VIDEOGEN_SPARK_IMAGE is not set: Spark on Kubernetes needs the executor image "
                 "(the Dockerfile's cpu target, which ships Java 17 and the JDBC driver)."]
     return []
@@ -146,7 +146,7 @@ def production_problems(env: Mapping[str, str]) -> list[str]:
         *_database_problems(env),
         *_storage_problems(env, settings),
         *_model_cache_problems(env),
-        *_spark_problems(env),
+        *_spark_problems(settings),
         *placement_problems,
     ]
 

@@ -24,17 +24,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from videogen.deploy.profile import LOCAL, SPARK_MASTER_ENV_VAR, profile_name
+from videogen.config import Settings, env_var, load_settings
+from videogen.deploy.profile import LOCAL, profile_name
 
-DEBIAN_JDBC_JAR = "/usr/share/java/postgresql.jar"
 # hadoop-aws and the AWS SDK v2 bundle it was built against (Hadoop 3.4.2 = pyspark 4.1.4's Hadoop
 # client), downloaded into the cpu image by the Dockerfile.
 IMAGE_S3A_JARS = ("/opt/videogen/jars/hadoop-aws-3.4.2.jar", "/opt/videogen/jars/bundle-2.29.52.jar")
 S3A_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider"
 
 DEFAULT_NAMESPACE = "videogen"
-DEFAULT_SERVICE_ACCOUNT = "spark"
-DEFAULT_S3_SECRET = "videogen-s3"
 # Fixed driver ports, so that executors can reach the driver pod (its IP, these ports).
 DRIVER_PORT = "7078"
 BLOCK_MANAGER_PORT = "7079"
@@ -44,26 +42,22 @@ class SparkConfigError(ValueError):
     """The cluster Spark settings are incomplete."""
 
 
-def _required(env: Mapping[str, str], name: str, why: str) -> str:
-    value = env.get(name, "").strip()
+def _required(settings: Settings, name: str, why: str) -> str:
+    value = getattr(settings, name) if settings.is_set(name) else None
     if not value:
-        raise SparkConfigError(f"{name} is not set: {why}")
+        raise SparkConfigError(f"{env_var(name)} is not set: {why}")
     return value
 
 
-def _split(raw: str | None) -> list[str]:
-    return [part.strip() for part in (raw or "").split(",") if part.strip()]
-
-
-def _s3a_conf(env: Mapping[str, str], *, on_kubernetes: bool) -> dict[str, str]:
+def _s3a_conf(settings: Settings, *, on_kubernetes: bool) -> dict[str, str]:
     """S3A settings for ``s3a://`` paths (MinIO/Ceph/AWS); empty without an endpoint."""
-    endpoint = (env.get("VIDEOGEN_S3A_ENDPOINT") or env.get("VIDEOGEN_S3_ENDPOINT_URL") or "").strip()
+    endpoint = settings.s3a_endpoint or settings.s3_endpoint_url
     if not endpoint:
         return {}
     conf = {
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint": endpoint,
-        "spark.hadoop.fs.s3a.endpoint.region": env.get("AWS_DEFAULT_REGION", "").strip() or "us-east-1",
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
         # MinIO and Ceph serve buckets under the path, not as virtual hosts.
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": "true" if urlsplit(endpoint).scheme == "https" else "false",
@@ -71,67 +65,64 @@ def _s3a_conf(env: Mapping[str, str], *, on_kubernetes: bool) -> dict[str, str]:
     }
     if on_kubernetes:
         # Executor pods read the same keys from the Secret (a reference: name and key, no value).
-        secret = env.get("VIDEOGEN_S3_CREDENTIALS_SECRET", "").strip() or DEFAULT_S3_SECRET
+        secret = settings.s3_credentials_secret
         conf["spark.kubernetes.executor.secretKeyRef.AWS_ACCESS_KEY_ID"] = f"{secret}:AWS_ACCESS_KEY_ID"
         conf["spark.kubernetes.executor.secretKeyRef.AWS_SECRET_ACCESS_KEY"] = f"{secret}:AWS_SECRET_ACCESS_KEY"
     return conf
 
 
-def _local_conf(env: Mapping[str, str]) -> dict[str, str]:
+def _local_conf(settings: Settings) -> dict[str, str]:
     conf = {
-        "spark.master": env.get(SPARK_MASTER_ENV_VAR, "").strip() or "local[*]",
-        "spark.jars": ",".join([env.get("VIDEOGEN_JDBC_JAR", "").strip() or DEBIAN_JDBC_JAR,
-                                *_split(env.get("VIDEOGEN_SPARK_JARS"))]),
+        "spark.master": settings.spark_master,
+        "spark.jars": ",".join([settings.jdbc_jar, *settings.spark_jars]),
         "spark.sql.session.timeZone": "UTC",
     }
-    if env.get("VIDEOGEN_S3A_ENDPOINT", "").strip():  # local S3A only when asked for explicitly
-        conf.update(_s3a_conf(env, on_kubernetes=False))
+    if settings.s3a_endpoint:  # local S3A only when asked for explicitly
+        conf.update(_s3a_conf(settings, on_kubernetes=False))
     return conf
 
 
-def _cluster_conf(env: Mapping[str, str]) -> dict[str, str]:
-    master = _required(env, SPARK_MASTER_ENV_VAR,
+def _cluster_conf(settings: Settings) -> dict[str, str]:
+    master = _required(settings, "spark_master",
                        "the production profile runs the KPI assets on a cluster, e.g. k8s://https://kubernetes.default.svc:443")
     if master.startswith("local"):
-        raise SparkConfigError(f"{SPARK_MASTER_ENV_VAR}={master!r} is local mode; the production profile needs a cluster master")
-    jdbc_jar = env.get("VIDEOGEN_JDBC_JAR", "").strip() or DEBIAN_JDBC_JAR
-    extra_jars = _split(env.get("VIDEOGEN_SPARK_JARS")) or list(IMAGE_S3A_JARS)
+        raise SparkConfigError(f"{env_var('spark_master')}={master!r} is local mode; "
+                               "the production profile needs a cluster master")
+    extra_jars = settings.spark_jars or IMAGE_S3A_JARS
     conf = {
         "spark.master": master,
         "spark.submit.deployMode": "client",  # the driver is the Dagster run pod
-        "spark.app.name": env.get("VIDEOGEN_SPARK_APP_NAME", "").strip() or "videogen-kpis",
+        "spark.app.name": settings.spark_app_name,
         "spark.sql.session.timeZone": "UTC",
         # The JDBC driver and the S3A jars exist at these paths in the image; the driver serves them
         # to the executors, which load them from their working directory.
-        "spark.jars": ",".join([jdbc_jar, *extra_jars]),
-        "spark.executor.instances": env.get("VIDEOGEN_SPARK_EXECUTOR_INSTANCES", "").strip() or "2",
-        "spark.executor.memory": env.get("VIDEOGEN_SPARK_EXECUTOR_MEMORY", "").strip() or "2g",
-        "spark.executor.cores": env.get("VIDEOGEN_SPARK_EXECUTOR_CORES", "").strip() or "1",
+        "spark.jars": ",".join([settings.jdbc_jar, *extra_jars]),
+        "spark.executor.instances": str(settings.spark_executor_instances),
+        "spark.executor.memory": settings.spark_executor_memory,
+        "spark.executor.cores": str(settings.spark_executor_cores),
         "spark.driver.port": DRIVER_PORT,
         "spark.blockManager.port": BLOCK_MANAGER_PORT,
         "spark.driver.bindAddress": "0.0.0.0",
     }
     if master.startswith("k8s://"):
-        namespace = (env.get("VIDEOGEN_SPARK_NAMESPACE") or env.get("VIDEOGEN_K8S_NAMESPACE") or "").strip()
-        service_account = env.get("VIDEOGEN_SPARK_SERVICE_ACCOUNT", "").strip() or DEFAULT_SERVICE_ACCOUNT
+        service_account = settings.spark_service_account
         conf.update({
             "spark.kubernetes.container.image": _required(
-                env, "VIDEOGEN_SPARK_IMAGE", "Spark on Kubernetes needs the executor image (the Dockerfile's cpu target)"),
+                settings, "spark_image", "Spark on Kubernetes needs the executor image (the Dockerfile's cpu target)"),
             "spark.kubernetes.container.image.pullPolicy": "IfNotPresent",
-            "spark.kubernetes.namespace": namespace or DEFAULT_NAMESPACE,
+            "spark.kubernetes.namespace": settings.spark_namespace or settings.k8s_namespace or DEFAULT_NAMESPACE,
             "spark.kubernetes.authenticate.driver.serviceAccountName": service_account,
             "spark.kubernetes.authenticate.executor.serviceAccountName": service_account,
             "spark.kubernetes.executor.podNamePrefix": "videogen-kpi",
             "spark.kubernetes.executor.deleteOnTermination": "true",
             "spark.driver.host": _required(
-                env, "VIDEOGEN_SPARK_DRIVER_HOST",
+                settings, "spark_driver_host",
                 "executors reach the driver at the run pod's IP (set from status.podIP by spark_driver_k8s_config)"),
         })
-        driver_pod = env.get("VIDEOGEN_SPARK_DRIVER_POD_NAME", "").strip()
-        if driver_pod:
+        if settings.spark_driver_pod_name:
             # Executors are owned by the driver pod: deleting the run pod deletes them too.
-            conf["spark.kubernetes.driver.pod.name"] = driver_pod
-    conf.update(_s3a_conf(env, on_kubernetes=master.startswith("k8s://")))
+            conf["spark.kubernetes.driver.pod.name"] = settings.spark_driver_pod_name
+    conf.update(_s3a_conf(settings, on_kubernetes=master.startswith("k8s://")))
     return conf
 
 
@@ -142,9 +133,10 @@ def spark_conf_for_profile(env: Mapping[str, str]) -> dict[str, str]:
     named by ``SPARK_MASTER`` (client mode on Kubernetes), with the JDBC jar, S3A and executor
     sizing; raises :class:`SparkConfigError` naming the missing variable.
     """
+    settings = load_settings(env)
     if profile_name(env) == LOCAL:
-        return _local_conf(env)
-    return _cluster_conf(env)
+        return _local_conf(settings)
+    return _cluster_conf(settings)
 
 
 def spark_driver_k8s_config(env: Mapping[str, str]) -> dict[str, Any]:
@@ -154,7 +146,7 @@ def spark_driver_k8s_config(env: Mapping[str, str]) -> dict[str, Any]:
     the ``spark`` service account (allowed to create executor pods) and learns its own IP and name
     from the downward API.
     """
-    service_account = env.get("VIDEOGEN_SPARK_SERVICE_ACCOUNT", "").strip() or DEFAULT_SERVICE_ACCOUNT
+    service_account = load_settings(env).spark_service_account
     return {
         "container_config": {
             "env": [

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from videogen.config import DEFAULT_CODEC  # VIDEOGEN_CODEC's default, also the encoder's
+
 PIX_FMT = "yuv420p"
 CONTAINER_FORMAT = "mp4"
 DEFAULT_PRESET = "STANDARD"
-DEFAULT_CODEC = "h264"
 
 
 @dataclass(frozen=True)

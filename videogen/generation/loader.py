@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from videogen.config import DEVICES
 from videogen.generation.registry import ModelSpec
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:
@@ -108,12 +107,13 @@ class PipelineCache:
     Loading a production model takes tens of seconds and gigabytes of (GPU) memory, so a worker that
     runs several jobs keeps the pipeline. One instance is owned by whoever runs the jobs (e.g. a
     Dagster resource) and passed explicitly; there is no module-level cache. ``max_entries`` bounds
-    memory: loading a new configuration beyond it drops the least recently used one.
+    memory: loading a new configuration beyond it drops the least recently used one (the resource's
+    default is ``VIDEOGEN_PIPELINE_CACHE_SIZE``, see :class:`videogen.config.Settings`).
 
     The lock serialises loading only; calling one pipeline from several threads at once is not safe.
     """
 
-    def __init__(self, max_entries: int = 1) -> None:
+    def __init__(self, max_entries: int) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,15 +124,21 @@ class ModelRegistry:
         self._specs = dict(specs)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "ModelRegistry":
-        env = os.environ if env is None else env
+    def from_file(cls, path: str | os.PathLike[str] | None) -> "ModelRegistry":
+        """The built-in models plus those of the JSON file ``path`` (none when empty)."""
         specs = dict(BUILTIN_MODELS)
-        extra = env.get("VIDEOGEN_MODEL_REGISTRY")
-        if extra:
-            for raw in json.loads(Path(extra).read_text()):
+        if path:
+            for raw in json.loads(Path(path).read_text()):
                 spec = _spec_from_dict(raw)
                 specs[spec.name] = spec
         return cls(specs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ModelRegistry":
+        """With the file ``VIDEOGEN_MODEL_REGISTRY`` names in ``env`` (default ``os.environ``)."""
+        from videogen.config import load_settings  # pydantic-settings: not needed to import this module
+
+        return cls.from_file(load_settings(env).model_registry_path)
 
     def names(self) -> list[str]:
         return sorted(self._specs)

@@ -1,15 +1,9 @@
 """Typed settings for the Spark KPI jobs: where Spark runs and how it reaches PostgreSQL.
 
-Environment variables (all optional):
-
-- ``SPARK_MASTER``: ``local[*]`` (default), ``spark://host:7077``, ``yarn``, ``k8s://https://...``;
-- ``VIDEOGEN_SPARK_APP_NAME``: the application name shown by the cluster (default ``videogen-kpis``);
-- ``VIDEOGEN_JDBC_JAR``: the PostgreSQL JDBC driver (default: the Debian package's
-  ``/usr/share/java/postgresql.jar``); on a cluster, a path every node can read or a URL;
-- ``VIDEOGEN_SPARK_JARS``: more jars, comma-separated (hadoop-aws and the AWS SDK for ``s3a://``);
-- ``VIDEOGEN_SPARK_CONF``: a JSON object of Spark settings, applied last (overrides the defaults);
-- ``VIDEOGEN_KPI_PARQUET_PATH``: where Parquet copies of the KPI tables go (unset: none);
-- ``VIDEOGEN_S3A_ENDPOINT``: an S3-compatible endpoint for ``s3a://`` paths (MinIO, Ceph).
+The environment is read once, by :func:`videogen.config.load_settings` (the Spark fields of
+:class:`videogen.config.Settings`, with their variables and defaults: ``SPARK_MASTER``,
+``VIDEOGEN_SPARK_APP_NAME``, ``VIDEOGEN_JDBC_JAR``, ``VIDEOGEN_SPARK_JARS``, ``VIDEOGEN_SPARK_CONF``,
+``VIDEOGEN_KPI_PARQUET_PATH``, ``VIDEOGEN_S3A_ENDPOINT``); :meth:`SparkConfig.from_env` goes through it.
 
 Credentials never go into Spark settings here: the database password travels as a JDBC connection
 property (not in the URL that Spark logs), S3 keys come from the standard AWS environment variables.
@@ -17,52 +11,30 @@ property (not in the URL that Spark logs), S3 keys come from the standard AWS en
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sqlalchemy.engine import make_url
 
-DEFAULT_MASTER = "local[*]"
-DEFAULT_APP_NAME = "videogen-kpis"
-DEBIAN_JDBC_JAR = "/usr/share/java/postgresql.jar"
+from videogen.config import Settings, load_settings, parse_spark_conf, setting_default
+
+__all__ = ["POSTGRES_DRIVER_CLASS", "JdbcSource", "SparkConfig", "parse_spark_conf"]
+
 POSTGRES_DRIVER_CLASS = "org.postgresql.Driver"
-
-
-def parse_spark_conf(raw: str | None) -> dict[str, str]:
-    """``VIDEOGEN_SPARK_CONF``: a JSON object; values become strings as Spark wants them."""
-    if not raw or not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"VIDEOGEN_SPARK_CONF must be a JSON object of Spark settings: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise ValueError("VIDEOGEN_SPARK_CONF must be a JSON object, e.g. {\"spark.executor.memory\": \"4g\"}")
-    return {str(key): _conf_value(value) for key, value in parsed.items()}
-
-
-def _conf_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _split_list(raw: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
 
 
 @dataclass(frozen=True)
 class SparkConfig:
-    master: str = DEFAULT_MASTER
-    app_name: str = DEFAULT_APP_NAME
-    jdbc_jar: str = DEBIAN_JDBC_JAR
-    extra_jars: tuple[str, ...] = ()
+    """What a SparkSession is built from; the defaults are :class:`videogen.config.Settings`'."""
+
+    master: str = setting_default("spark_master")
+    app_name: str = setting_default("spark_app_name")
+    jdbc_jar: str = setting_default("jdbc_jar")
+    extra_jars: tuple[str, ...] = setting_default("spark_jars")
     conf: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    parquet_path: str | None = None
-    s3a_endpoint: str | None = None
+    parquet_path: str | None = setting_default("kpi_parquet_path")
+    s3a_endpoint: str | None = setting_default("s3a_endpoint")
     log_level: str = "WARN"
 
     @property
@@ -70,17 +42,21 @@ class SparkConfig:
         return self.master.startswith("local")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SparkConfig:
-        env = os.environ if env is None else env
+    def from_settings(cls, settings: Settings) -> SparkConfig:
         return cls(
-            master=env.get("SPARK_MASTER") or DEFAULT_MASTER,
-            app_name=env.get("VIDEOGEN_SPARK_APP_NAME") or DEFAULT_APP_NAME,
-            jdbc_jar=env.get("VIDEOGEN_JDBC_JAR") or DEBIAN_JDBC_JAR,
-            extra_jars=_split_list(env.get("VIDEOGEN_SPARK_JARS")),
-            conf=MappingProxyType(parse_spark_conf(env.get("VIDEOGEN_SPARK_CONF"))),
-            parquet_path=env.get("VIDEOGEN_KPI_PARQUET_PATH") or None,
-            s3a_endpoint=env.get("VIDEOGEN_S3A_ENDPOINT") or None,
+            master=settings.spark_master,
+            app_name=settings.spark_app_name,
+            jdbc_jar=settings.jdbc_jar,
+            extra_jars=settings.spark_jars,
+            conf=MappingProxyType(dict(settings.spark_conf)),
+            parquet_path=settings.kpi_parquet_path,
+            s3a_endpoint=settings.s3a_endpoint,
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SparkConfig:
+        """From ``env`` (default ``os.environ``), read and validated by :func:`videogen.config.load_settings`."""
+        return cls.from_settings(load_settings(env))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from videogen.storage.factory import storage_from_settings
 from videogen.storage.job_outputs import (
     MANIFEST_NAME,
     job_key,
-    job_outputs_complete,
     job_prefix,
     upload_job_outputs,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "StoredObject",
     "file_digest",
     "job_key",
-    "job_outputs_complete",
     "job_prefix",
     "storage_from_settings",
     "upload_job_outputs",

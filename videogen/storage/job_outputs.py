@@ -94,10 +94,6 @@ def upload_job_outputs(
     return {name: stored[name] for name in files}
 
 
-def job_outputs_complete(storage: ObjectStorage, job_id: int | str) -> bool:
-    return storage.exists(job_key(job_id, MANIFEST_NAME))
-
-
 def _check_manifest_matches(manifest_path: Path, stored: Mapping[str, StoredObject]) -> None:
     try:
         outputs = json.loads(manifest_path.read_text(encoding="utf-8")).get("outputs")
