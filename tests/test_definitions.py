@@ -1,6 +1,7 @@
 """The code location: it loads, stays light, and its shape matches the reviewed snapshot.
 
 Update the snapshot after an intended change with ``UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py``.
+A missing snapshot is written and the test fails until it has been reviewed and committed.
 """
 
 import json
@@ -59,11 +60,38 @@ def _asset_specs(defs):
             yield from assets_def.specs
 
 
+def check_snapshot(described: dict, snapshot: Path, *, update: bool) -> None:
+    """``described`` must equal the committed ``snapshot``. A missing snapshot is written and the test
+    fails: a snapshot nobody reviewed proves nothing (CI would otherwise pass on a fresh checkout)."""
+    text = json.dumps(described, indent=2, sort_keys=True) + "\n"
+    if update:
+        snapshot.write_text(text)
+        return
+    if not snapshot.exists():
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.write_text(text)
+        pytest.fail(f"{snapshot.relative_to(REPO) if snapshot.is_relative_to(REPO) else snapshot} was missing: "
+                    "it has been written from the current definitions; review it and commit it", pytrace=False)
+    assert described == json.loads(snapshot.read_text()), (
+        "the definitions differ from the snapshot: if the change is intended, rerun with UPDATE_SNAPSHOTS=1, "
+        "review the diff and commit it")
+
+
 def test_definitions_match_the_snapshot():
-    described = describe_definitions()
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
-        SNAPSHOT.write_text(json.dumps(described, indent=2, sort_keys=True) + "\n")
-    assert described == json.loads(SNAPSHOT.read_text())
+    check_snapshot(describe_definitions(), SNAPSHOT, update=os.environ.get("UPDATE_SNAPSHOTS") == "1")
+
+
+def test_a_missing_snapshot_is_written_and_fails(tmp_path):
+    described = {"jobs": {"generate_video": {"ops": ["a", "b"]}}}
+    missing = tmp_path / "snapshots" / "definitions.json"
+    with pytest.raises(pytest.fail.Exception, match="was missing: it has been written .* review it and commit it"):
+        check_snapshot(described, missing, update=False)
+    assert json.loads(missing.read_text()) == described
+    check_snapshot(described, missing, update=False)  # now it exists and matches
+    with pytest.raises(AssertionError, match="UPDATE_SNAPSHOTS=1"):
+        check_snapshot({"jobs": {}}, missing, update=False)
+    check_snapshot({"jobs": {}}, missing, update=True)  # UPDATE_SNAPSHOTS=1 rewrites it and passes
+    assert json.loads(missing.read_text()) == {"jobs": {}}
 
 
 def test_every_job_and_asset_is_described():
