@@ -177,3 +177,12 @@ def test_exactly_one_prompt_source(cli, tmp_path):
     both = cli("submit", "a fox", "--prompt-file", "-", stdin=b"another fox")
     assert both.returncode == 2 and both.stderr.decode().startswith("usage: videogen submit")
     assert "error: give the prompt either as an argument or with --prompt-file, not both" in both.stderr.decode()
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_without_the_password(tmp_path):
+    env = {**os.environ, "DATABASE_URL": "postgresql://videogen:s3cret-pw@127.0.0.1:1/videogen",
+           "VIDEOGEN_HOME": str(tmp_path), "VIDEOGEN_RETRY_DELAYS_S": "soon"}
+    result = subprocess.run([sys.executable, "-m", "videogen.cli", "list"], env=env, capture_output=True, timeout=120)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in err, err
+    assert "VIDEOGEN_RETRY_DELAYS_S" in err and "'5,15,45'" in err and "s3cret-pw" not in err

@@ -53,8 +53,8 @@ def test_sql_metacharacters_in_a_prompt_are_just_text(engine):
     request = validate_request({"prompt": prompt}, REGISTRY, seed_if_missing=3)
     assert request.prompt == prompt
     store = JobStore(engine)
-    job_id = store.submit(JobRequest(user_id="o'brien", prompt=prompt), registry=REGISTRY).job_id
-    assert store.get(job_id)["prompt"] == prompt and store.get(job_id)["user_id"] == "o'brien"
+    job_id = store.submissions.submit(JobRequest(user_id="o'brien", prompt=prompt), registry=REGISTRY).job_id
+    assert store.reads.get(job_id)["prompt"] == prompt and store.reads.get(job_id)["user_id"] == "o'brien"
 
 
 def test_defaults_and_normalization():
@@ -88,20 +88,20 @@ def test_wrong_types_inserted_straight_into_the_table(engine, column, literal, c
     if code is None:
         validated = stages.claim_and_validate(store, REGISTRY, job_id, "run-1")
         assert validated.request.model == "tiny"
-        assert store.get(job_id)["model"] == "tiny"
+        assert store.reads.get(job_id)["model"] == "tiny"
         return
     with pytest.raises(ValidationError):
         stages.claim_and_validate(store, REGISTRY, job_id, "run-1")
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert row["status"] == "rejected" and row["error_code"] == code and words in row["error_message"]
-    assert [e["status"] for e in store.events(job_id)] == ["pending", "running", "rejected"]
+    assert [e["status"] for e in store.reads.events(job_id)] == ["pending", "queued", "running", "rejected"]
 
 
 def test_validated_parameters_are_written_back(engine):
     store = JobStore(engine)
-    job_id = store.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
     validated = stages.claim_and_validate(store, REGISTRY, job_id, "run-1")
-    row = store.get(job_id)
+    row = store.reads.get(job_id)
     assert (row["width"], row["height"], row["num_frames"], row["fps"], row["steps"]) == ("64", "64", "9", "8", "4")
     assert row["seed"] == str(validated.request.seed)
     assert float(row["credits"]) == pytest.approx(0.1475)

@@ -139,7 +139,7 @@ def cmd_submit(args: argparse.Namespace, settings) -> int:
         guidance_scale=args.guidance_scale, seed=args.seed, quality_preset=args.quality_preset,
         priority=args.priority, idempotency_key=args.idempotency_key,
     )
-    submission = _store(settings).submit(request, registry=ModelRegistry.from_env())
+    submission = _store(settings).submissions.submit(request, registry=ModelRegistry.from_env())
     payload = {"id": submission.job_id, "status": submission.status, "created": submission.created,
                "error_code": submission.error_code, "error_message": submission.error_message}
     if submission.status == "rejected":
@@ -158,12 +158,12 @@ STATUS_FIELDS = ("id", "user_id", "status", "stage", "progress", "model", "width
 
 def cmd_status(args: argparse.Namespace, settings) -> int:
     store = _store(settings)
-    row = store.get(args.job_id)
+    row = store.reads.get(args.job_id)
     payload = {name: row[name] for name in STATUS_FIELDS}
     payload["prompt"] = row["prompt"]
     payload["download_url"] = _download_url(settings, row)
     if args.events:
-        payload["events"] = store.events(args.job_id)
+        payload["events"] = store.reads.events(args.job_id)
     lines = [f"job {row['id']}: {row['status']}"
              + (f" (stage {row['stage']}, {row['progress'] * 100:.0f}%)" if row["status"] == "running" else "")]
     for name in STATUS_FIELDS[1:]:
@@ -179,7 +179,7 @@ def cmd_status(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_list(args: argparse.Namespace, settings) -> int:
-    rows = _store(settings).list(status=args.status, user_id=args.user, created_from=args.since,
+    rows = _store(settings).reads.list(status=args.status, user_id=args.user, created_from=args.since,
                                  created_to=args.until, limit=args.limit, offset=args.offset)
     payload = {"jobs": [{k: r[k] for k in ("id", "user_id", "status", "stage", "model", "created_at",
                                             "finished_at", "output_uri", "error_code")} | {"prompt": r["prompt"]}
@@ -197,13 +197,13 @@ def cmd_list(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, settings) -> int:
-    status = _store(settings).cancel(args.job_id)
+    status = _store(settings).operator.cancel(args.job_id)
     _emit(args, {"id": args.job_id, "status": status}, f"job {args.job_id} {status}")
     return EXIT_OK
 
 
 def cmd_retry(args: argparse.Namespace, settings) -> int:
-    submission = _store(settings).retry(args.job_id)
+    submission = _store(settings).operator.retry(args.job_id)
     _emit(args, {"id": args.job_id, "status": "pending", "submission": submission},
           f"job {args.job_id} pending again (submission {submission})")
     return EXIT_OK
@@ -281,7 +281,7 @@ def _check_submit_arguments(submit: argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from videogen.config import load_settings
+    from videogen.config import ConfigError, load_settings
     from videogen.errors import JobNotFoundError, ValidationError, VideogenError
 
     args = build_parser().parse_args(argv)
@@ -297,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except VideogenError as error:
         _report_error(args, error.code, error.message)
+        return EXIT_ERROR
+    except ConfigError as error:  # names the variable; never shows a secret's value
+        _report_error(args, "invalid_configuration", str(error))
         return EXIT_ERROR
     except Exception as error:  # database down, bad URL…: one readable line, not a traceback
         from sqlalchemy.exc import OperationalError

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +61,26 @@ class JobNotRunnable(Exception):
     """The job must not run in this run (canceled, or another live run owns it)."""
 
 
-def claim_and_validate(store: JobStore, registry: ModelRegistry, job_id: int, run_id: str) -> ValidatedJob:
-    """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``."""
-    row = store.start_attempt(job_id, run_id)
+def claim_and_validate(
+    store: JobStore, registry: ModelRegistry, job_id: int, run_id: str, *, run_created_at: datetime | None = None
+) -> ValidatedJob:
+    """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``.
+
+    ``run_created_at`` (when the orchestrator created the run) dates the ``queued`` transition when
+    the run starts before the sensor has confirmed it."""
+    row = store.runs.claim(job_id, run_id, run_created_at=run_created_at)
     if row is None:
-        status = store.status_of(job_id)
+        status = store.reads.status_of(job_id)
         raise JobNotRunnable(f"job {job_id} is {status}; run {run_id} will not process it")
     try:
         request = validate_request(row, registry, seed_if_missing=random_seed())
     except ValidationError as error:
-        store.reject(job_id, error, run_id)
+        store.runs.reject(job_id, error, run_id)
         raise
-    store.save_validated(job_id, request)
+    store.runs.save_validated(job_id, request)
     spec = registry.get(request.model)
     assert spec is not None  # validate_request checked it
-    store.record_event(job_id, stage="validate", message="request is valid", run_id=run_id)
+    store.runs.record_event(job_id, stage="validate", message="request is valid", run_id=run_id)
     return ValidatedJob(job_id=job_id, user_id=row["user_id"], request=request, model_revision=spec.revision)
 
 
@@ -165,7 +171,7 @@ def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOu
 
 
 def finalize(store: JobStore, job: ValidatedJob, stored: StoredOutputs, *, run_id: str) -> bool:
-    return store.succeed(
+    return store.runs.succeed(
         job.job_id,
         run_id=run_id,
         output_uri=stored.video_uri,
