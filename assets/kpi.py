@@ -37,7 +37,6 @@ from videogen.kpi.quality import RULES, RuleResult, only_arrivals_after_read, va
 from videogen.kpi.tables import (
     BY_MODEL_COLUMNS,
     DAILY_COLUMNS,
-    DESCRIPTIONS,
     KPI_DAILY,
     KPI_DAILY_BY_MODEL,
     TABLES,
@@ -73,7 +72,7 @@ _TABLE_DESCRIPTIONS = {
 def _column_schema(table_name: str) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(column.name, str(column.type).lower(), description=DESCRIPTIONS[column.name])
+            dg.TableColumn(column.name, str(column.type).lower(), description=column.comment)
             for column in TABLES[table_name].columns
         ]
     )

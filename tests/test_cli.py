@@ -51,7 +51,7 @@ def test_submit_status_list_cancel_retry(cli, engine):
     refused = cli("cancel", str(job["id"]), "--json")
     assert refused.returncode == 1 and "only pending, queued or running" in as_json(refused)["error_message"]
     assert as_json(cli("retry", str(job["id"]), "--json")) == {"id": job["id"], "status": "pending", "submission": 1}
-    assert JobStore(engine).get(job["id"])["status"] == "pending"
+    assert JobStore(engine).reads.get(job["id"])["status"] == "pending"
 
 
 @pytest.mark.parametrize("prompt,message", [

@@ -27,3 +27,47 @@ def test_a_row_with_only_user_and_prompt_gets_defaults(engine):
     assert row["quality_preset"] == "STANDARD"
     assert row["priority"] == 0
     assert row["created_at"].tzinfo is not None
+
+
+# The SQLAlchemy metadata the code queries (videogen/db/schema.py, videogen/kpi/tables.py) and the
+# Alembic migrations that build the deployed database must agree: Alembic's autogenerate compares
+# them on a freshly migrated database (columns, types, nullability, server defaults, indexes,
+# unique constraints, comments).
+def metadata_diff(engine: sa.Engine, metadata: list[sa.MetaData]) -> list:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return compare_metadata(context, metadata)
+
+
+def code_metadata() -> list[sa.MetaData]:
+    from videogen.db.schema import metadata as jobs_metadata
+    from videogen.kpi.tables import metadata as kpi_metadata
+
+    return [jobs_metadata, kpi_metadata]
+
+
+def test_schema_metadata_matches_the_migrations(engine):
+    diff = metadata_diff(engine, code_metadata())
+    assert diff == [], "videogen/db/schema.py or videogen/kpi/tables.py differ from the migrations:\n" + "\n".join(
+        map(repr, diff))
+
+
+def test_the_comparison_catches_a_column_the_migrations_lack(engine):
+    copies = []
+    for original in code_metadata():
+        copy = sa.MetaData()
+        for table in original.tables.values():
+            table.to_metadata(copy)
+        copies.append(copy)
+    assert metadata_diff(engine, copies) == []  # a faithful copy: no difference
+    jobs = copies[0].tables["jobs"]
+    jobs.append_column(sa.Column("retry_reason", sa.Text))
+    jobs.c.priority.type = sa.BigInteger()
+    diff = metadata_diff(engine, copies)
+    added = [d for d in diff if isinstance(d, tuple) and d[0] == "add_column"]
+    assert [(d[2], d[3].name) for d in added] == [("jobs", "retry_reason")]
+    changed = [d[0] for d in diff if isinstance(d, list)]
+    assert changed and changed[0][0] == "modify_type" and changed[0][2:4] == ("jobs", "priority")

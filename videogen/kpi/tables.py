@@ -52,29 +52,46 @@ BY_MODEL_COLUMNS = (
 )
 BY_MODEL_COUNT_COLUMNS = ("jobs", "succeeded_jobs", "failed_jobs")
 
-DESCRIPTIONS = {
+# Column and table comments exactly as migration 0002 wrote them into the database: the migration is
+# the deployed truth, and tests/test_migrations.py compares this metadata with a migrated database.
+# The Dagster assets show the same text (assets/kpi.py reads ``column.comment``).
+_SHARED_COMMENTS = {
     "job_date": "UTC date of jobs.created_at",
-    "total_jobs": "all jobs created that day, every status",
-    "jobs": "all jobs of that model created that day, every status",
-    "model": "jobs.model as submitted",
     "succeeded_jobs": "jobs in status succeeded",
     "failed_jobs": "jobs in status failed",
+    "success_rate": "succeeded / (succeeded + failed); NULL when both are 0",
+    "computed_at": "when this row was written",
+}
+DAILY_COMMENTS = {
+    **_SHARED_COMMENTS,
+    "total_jobs": "all jobs created that day, every status",
     "rejected_jobs": "jobs in status rejected (failed validation)",
     "canceled_jobs": "jobs in status canceled",
-    "success_rate": "succeeded / (succeeded + failed); NULL when both are 0",
     "active_users": "distinct user_id",
-    "avg_duration_s": "mean of finished_at - started_at over succeeded jobs, seconds",
+    "avg_duration_s": "mean of finished_at - started_at over succeeded jobs",
+    "median_duration_s": "exact median (percentile_cont 0.5) of the duration",
+    "p95_duration_s": "exact p95 (percentile_cont 0.95) of the duration",
+    "avg_latency_s": "mean of finished_at - created_at over succeeded jobs",
+    "credits_consumed": "sum of credits over all jobs of the day (NULLs ignored, 0 when none)",
+    "gpu_seconds": "sum of gpu_seconds over all jobs of the day (NULLs ignored, 0 when none)",
+}
+BY_MODEL_COMMENTS = {
+    **_SHARED_COMMENTS,
+    "model": "jobs.model as submitted",
+    "jobs": "all jobs of that model created that day",
     "median_duration_s": "exact median (percentile_cont 0.5) of finished_at - started_at, succeeded jobs",
-    "p95_duration_s": "exact p95 (percentile_cont 0.95) of finished_at - started_at, succeeded jobs",
-    "avg_latency_s": "mean of finished_at - created_at over succeeded jobs, seconds",
-    "credits_consumed": "sum of credits (NULLs ignored, 0 when none)",
-    "gpu_seconds": "sum of gpu_seconds (NULLs ignored, 0 when none)",
-    "computed_at": "when this row was written",
+    "p95_duration_s": "exact p95 (percentile_cont 0.95) of the same duration",
+    "gpu_seconds": "sum of gpu_seconds (NULLs ignored)",
+    "credits_consumed": "sum of credits (NULLs ignored)",
 }
 
 
-def _column(name: str, type_: Any, *, nullable: bool = True, primary_key: bool = False) -> sa.Column:
-    return sa.Column(name, type_, nullable=nullable and not primary_key, primary_key=primary_key, comment=DESCRIPTIONS[name])
+def _columns(comments: dict[str, str], *specs: tuple[str, Any, str]) -> list[sa.Column]:
+    """``(name, type, "pk" | "not null" | "null")`` -> columns commented from ``comments``."""
+    return [
+        sa.Column(name, type_, primary_key=kind == "pk", nullable=kind == "null", comment=comments[name])
+        for name, type_, kind in specs
+    ]
 
 
 _ts = sa.DateTime(timezone=True)
@@ -84,31 +101,39 @@ _credits = sa.Numeric(28, 4)
 kpi_spark_daily = sa.Table(
     KPI_DAILY,
     metadata,
-    _column("job_date", sa.Date, primary_key=True),
-    *(_column(name, sa.BigInteger, nullable=False) for name in ("total_jobs", *STATUS_COUNT_COLUMNS)),
-    _column("success_rate", _double),
-    _column("active_users", sa.BigInteger, nullable=False),
-    _column("avg_duration_s", _double),
-    _column("median_duration_s", _double),
-    _column("p95_duration_s", _double),
-    _column("avg_latency_s", _double),
-    _column("credits_consumed", _credits, nullable=False),
-    _column("gpu_seconds", _double, nullable=False),
-    _column("computed_at", _ts, nullable=False),
+    *_columns(
+        DAILY_COMMENTS,
+        ("job_date", sa.Date, "pk"),
+        *((name, sa.BigInteger, "not null") for name in ("total_jobs", *STATUS_COUNT_COLUMNS)),
+        ("success_rate", _double, "null"),
+        ("active_users", sa.BigInteger, "not null"),
+        ("avg_duration_s", _double, "null"),
+        ("median_duration_s", _double, "null"),
+        ("p95_duration_s", _double, "null"),
+        ("avg_latency_s", _double, "null"),
+        ("credits_consumed", _credits, "not null"),
+        ("gpu_seconds", _double, "not null"),
+        ("computed_at", _ts, "not null"),
+    ),
+    comment="Daily job KPIs (UTC days), written by Spark; one row per day, including days without jobs",
 )
 
 kpi_spark_daily_by_model = sa.Table(
     KPI_DAILY_BY_MODEL,
     metadata,
-    _column("job_date", sa.Date, primary_key=True),
-    _column("model", sa.Text, primary_key=True),
-    *(_column(name, sa.BigInteger, nullable=False) for name in BY_MODEL_COUNT_COLUMNS),
-    _column("success_rate", _double),
-    _column("median_duration_s", _double),
-    _column("p95_duration_s", _double),
-    _column("gpu_seconds", _double, nullable=False),
-    _column("credits_consumed", _credits, nullable=False),
-    _column("computed_at", _ts, nullable=False),
+    *_columns(
+        BY_MODEL_COMMENTS,
+        ("job_date", sa.Date, "pk"),
+        ("model", sa.Text, "pk"),
+        *((name, sa.BigInteger, "not null") for name in BY_MODEL_COUNT_COLUMNS),
+        ("success_rate", _double, "null"),
+        ("median_duration_s", _double, "null"),
+        ("p95_duration_s", _double, "null"),
+        ("gpu_seconds", _double, "not null"),
+        ("credits_consumed", _credits, "not null"),
+        ("computed_at", _ts, "not null"),
+    ),
+    comment="Daily job KPIs per model (UTC days), written by Spark; days without jobs have no rows",
 )
 
 TABLES = {KPI_DAILY: kpi_spark_daily, KPI_DAILY_BY_MODEL: kpi_spark_daily_by_model}
