@@ -30,6 +30,10 @@ class ValidatedJob:
     user_id: str
     request: ValidatedRequest
     model_revision: str
+    # What the generation step loads, from the registry's ModelSpec (recorded in metadata.json).
+    pipeline_class: str | None = None
+    model_source: str | None = None  # relative to the model cache, or a hub id: never a machine path
+    model_source_location: str | None = None  # "model_cache", "hub" or "local_directory"
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,14 @@ class JobNotRunnable(Exception):
 
 
 def claim_and_validate(
-    store: JobStore, registry: ModelRegistry, job_id: int, run_id: str, *, run_created_at: datetime | None = None
+    store: JobStore, registry: ModelRegistry, job_id: int, run_id: str, *, run_created_at: datetime | None = None,
+    model_cache: Path | str | None = None,
 ) -> ValidatedJob:
     """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``.
 
     ``run_created_at`` (when the orchestrator created the run) dates the ``queued`` transition when
-    the run starts before the sensor has confirmed it."""
+    the run starts before the sensor has confirmed it. ``model_cache`` (the generation step's; by
+    default ``VIDEOGEN_MODEL_CACHE``) places the model's source for metadata.json."""
     row = store.runs.claim(job_id, run_id, run_created_at=run_created_at)
     if row is None:
         status = store.reads.status_of(job_id)
@@ -81,7 +87,20 @@ def claim_and_validate(
     spec = registry.get(request.model)
     assert spec is not None  # validate_request checked it
     store.runs.record_event(job_id, stage="validate", message="request is valid", run_id=run_id)
-    return ValidatedJob(job_id=job_id, user_id=row["user_id"], request=request, model_revision=spec.revision)
+    location, source = spec.recorded_source(_model_cache(model_cache))
+    return ValidatedJob(job_id=job_id, user_id=row["user_id"], request=request, model_revision=spec.revision,
+                        pipeline_class=spec.pipeline_class, model_source=source, model_source_location=location)
+
+
+def _model_cache(given: Path | str | None) -> Path | None:
+    if given is not None:
+        return Path(given)
+    try:
+        from videogen.config import load_settings
+
+        return load_settings().model_cache
+    except Exception:  # a setting that does not parse is reported where it is used; here it only places the source
+        return None
 
 
 def generation_params(request: ValidatedRequest):
@@ -150,6 +169,9 @@ def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOu
             parameters=parameters,
             model_name=request.model,
             model_revision=job.model_revision,
+            model_source=job.model_source,
+            model_source_location=job.model_source_location,
+            pipeline_class=job.pipeline_class,
             seed=request.seed,
             outputs=output_digests(paths),
             code_version=current_code_version(),

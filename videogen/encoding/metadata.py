@@ -62,12 +62,15 @@ def build_metadata(
     model_source: str | None = None,
     pipeline_class: str | None = None,
     encoding: Mapping[str, Any] | None = None,
+    model_source_location: str | None = None,
 ) -> dict[str, Any]:
     """The metadata.json document.
 
     ``parameters``: the normalized generation parameters (width, height, num_frames, fps, steps,
     guidance_scale, quality_preset, ...). ``outputs``: every other object of the job, by file name.
     ``encoding``: the encoder settings (``EncoderSettings.to_dict()``, plus the ffmpeg version).
+    ``model_source``/``model_source_location``: what was loaded and from where, as
+    ``ModelSpec.recorded_source`` gives them (``model_cache``, ``hub`` or ``local_directory``).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be the integer the generator was seeded with, got {seed!r}")
@@ -84,6 +87,7 @@ def build_metadata(
             "name": model_name,
             "revision": model_revision,
             "source": model_source,
+            "source_location": model_source_location,
             "pipeline_class": pipeline_class,
         },
         "parameters": _json_copy(dict(parameters), "parameters"),

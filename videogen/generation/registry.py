@@ -89,6 +89,28 @@ class ModelSpec:
             return str(cached)
         return self.source
 
+    def recorded_source(self, model_cache: Path | None) -> tuple[str, str]:
+        """Where :meth:`resolve_source` loads from, for records such as metadata.json: ``(location,
+        source)``, never an absolute path of this machine.
+
+        ``("model_cache", <path relative to the model cache>)``; ``("hub", <model id>)`` for a
+        Hugging Face id (local_files_only then reads the hub cache); ``("local_directory", <its
+        name>)`` for an absolute path outside the model cache. ``model_cache`` None: unknown, so an
+        absolute path cannot be placed in it.
+        """
+        path = Path(self.source)
+        if not path.is_absolute():
+            if self.offline_builder is not None or (model_cache is not None and (model_cache / path).exists()):
+                return "model_cache", path.as_posix()
+            return "hub", self.source
+        if model_cache is not None:  # compared as written (no file system access: this cannot fail)
+            try:
+                relative = Path(os.path.normpath(path)).relative_to(os.path.abspath(model_cache))
+                return "model_cache", relative.as_posix()
+            except ValueError:
+                pass
+        return "local_directory", path.name
+
     def to_dict(self) -> dict:
         return asdict(self)
 
