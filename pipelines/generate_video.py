@@ -86,7 +86,8 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
     try:
         record = context.instance.get_run_record_by_id(context.run_id)
         validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id,
-                                              run_created_at=record.create_timestamp if record else None)
+                                              run_created_at=record.create_timestamp if record else None,
+                                              model_cache=generation.model_cache)
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return

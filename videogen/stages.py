@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from videogen.config import DEFAULT_CODEC
 from videogen.errors import ValidationError
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import JobStore, random_seed
@@ -125,7 +126,7 @@ def generate(
     return GeneratedFrames(job_id=job.job_id, frames=result.frames, gpu_seconds=result.seconds)
 
 
-def encode(job: ValidatedJob, generated: GeneratedFrames, *, codec: str = "h264") -> EncodedOutputs:
+def encode(job: ValidatedJob, generated: GeneratedFrames, *, codec: str = DEFAULT_CODEC) -> EncodedOutputs:
     from videogen.encoding.encoder import encode_video
     from videogen.encoding.thumbnails import write_thumbnails
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from videogen.config import DEFAULT_BUCKET
+from videogen.config import DEFAULT_BUCKET, setting_default
 from videogen.errors import StorageUnavailableError, StorageVerificationError
 from videogen.storage.base import (
     FileDigest,
@@ -71,7 +71,7 @@ class S3ObjectStorage(ObjectStorage):
         *,
         bucket: str = DEFAULT_BUCKET,
         endpoint_url: str | None = None,
-        region: str = "us-east-1",
+        region: str = setting_default("s3_region"),
         create_bucket: bool = False,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
