@@ -99,8 +99,16 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
     yield dg.Output(validated)
 
 
+# The one pool of generation slots: its limit (dagster_home/dagster.yaml, the Helm values) is the
+# serving capacity, so runs wait for a slot only around this step and validate, encode and upload of
+# other requests overlap the generation.
+GENERATION_POOL = "videogen_generation"
+
+
 @dg.op(
-    description="Runs the diffusers pipeline (the GPU step) and reports denoising progress.",
+    description="Generates the frames (Ray Serve when VIDEOGEN_SERVE_URL is set, else in this process) "
+    "and reports denoising progress.",
+    pool=GENERATION_POOL,
 )
 def generate_frames(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, jobs: JobsResource, generation: GenerationResource
@@ -119,8 +127,9 @@ def generate_frames(
 
     generated = _run_stage(
         context, jobs, job_id, "generate", f"generating with model {validated.request.model}",
-        lambda heartbeat: stages.generate(generation.pipeline(validated.request.model), validated,
-                                          on_step=on_step, should_cancel=lambda: heartbeat.canceled),
+        lambda heartbeat: stages.generate(generation.generator(), validated, on_step=on_step,
+                                          should_cancel=lambda: heartbeat.canceled,
+                                          request_id=f"job-{job_id}-run-{context.run_id}"),
     )
     store.runs.add_gpu_seconds(job_id, generated.gpu_seconds)
     context.add_output_metadata({"gpu_seconds": generated.gpu_seconds,
@@ -161,13 +170,11 @@ def finalize_job(
 
 
 def generation_executor() -> dg.ExecutorDefinition:
-    """Local: every op in the run's process (no per-step process start). Production: one Kubernetes
-    pod per op (k8s_job_executor), so only generate_frames holds a GPU (see docs/kubernetes.md).
+    """Every op in the run's own process, locally and in production (one run pod per request on
+    Kubernetes): the GPU work happens in the Ray Serve app (VIDEOGEN_SERVE_URL), so a pod per op would
+    only add pod starts and pickle the frames between pods (see docs/kubernetes.md).
     An incomplete production configuration fails here, when the code location loads."""
-    if load_profile(os.environ).is_production:
-        from dagster_k8s import k8s_job_executor
-
-        return k8s_job_executor
+    load_profile(os.environ)  # raises ProductionConfigError, naming every missing variable
     return dg.in_process_executor
 
 
@@ -177,7 +184,7 @@ def generation_executor() -> dg.ExecutorDefinition:
     description="Generates one video for one row of `jobs` (partition key = job id).",
     # Transient failures are retried inside the run (per op) and dead workers by the reconciliation
     # sensor, so Dagster's whole-run retries stay off for this job.
-    tags={"videogen/gpu": "true", "dagster/max_retries": "0", "team": "ml-platform"},
+    tags={"dagster/max_retries": "0", "team": "ml-platform"},
 )
 def generate_video() -> None:
     validated = validate_prompt()

@@ -33,6 +33,11 @@ class GenerationResource(dg.ConfigurableResource):
     pipeline_cache_size: int = Field(default=setting_default("pipeline_cache_size"), ge=1,
                                      description="Loaded pipelines kept; loading another drops the least recently used.")
 
+    serve_url: str | None = Field(default=setting_default("serve_url"),
+                                  description="Ray Serve generation app (serving/); unset: generate in the run's process.")
+    serve_timeout_s: float = Field(default=setting_default("serve_timeout_s"), gt=0,
+                                   description="Longest silence of the generation stream before giving up.")
+
     @cached_property
     def _registry(self) -> ModelRegistry:
         return ModelRegistry.from_file(self.model_registry_path)
@@ -57,6 +62,18 @@ class GenerationResource(dg.ConfigurableResource):
         )
 
 
+    def generator(self) -> Any:
+        """The Serve client when ``serve_url`` is set (this process then never imports torch), else
+        generation in this process through :meth:`pipeline`."""
+        if self.serve_url:
+            from videogen.generation.remote import RemoteGenerator
+
+            return RemoteGenerator(self.serve_url, read_timeout_s=self.serve_timeout_s)
+        from videogen.generation.in_process import InProcessGenerator
+
+        return InProcessGenerator(self.pipeline)
+
+
 def generation_from_env() -> GenerationResource:
     settings = load_settings()
     return GenerationResource(
@@ -66,4 +83,6 @@ def generation_from_env() -> GenerationResource:
         vae_tiling=settings.vae_tiling,
         model_registry_path=settings.model_registry_path,
         pipeline_cache_size=settings.pipeline_cache_size,
+        serve_url=settings.serve_url,
+        serve_timeout_s=settings.serve_timeout_s,
     )

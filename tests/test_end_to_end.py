@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tests.conftest import create_database
 from tests.trail import assert_trail_in_lifecycle_order
-from videogen.devtools.processes import group_members, start_in_new_group, stop_group
+from videogen.devtools.processes import session_members, start_in_new_session, stop_session
 from videogen.encoding.probe import probe_video
 from videogen.lifecycle import JobStore
 
@@ -35,8 +35,9 @@ def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.5):
 
 
 @pytest.fixture
-def platform(admin_url, tmp_path):
-    """A running daemon with its own app database, Dagster database, DAGSTER_HOME and bucket folder."""
+def platform(admin_url, tmp_path, serve_app):
+    """A running daemon with its own app database, Dagster database, DAGSTER_HOME and bucket folder;
+    generation goes to the test run's Ray Serve app."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
@@ -48,10 +49,11 @@ def platform(admin_url, tmp_path):
         "VIDEOGEN_HOME": str(tmp_path / "videogen"),
         "VIDEOGEN_RETRY_DELAYS_S": "1,1,1",
         "VIDEOGEN_HEARTBEAT_TIMEOUT_S": "12",
+        "VIDEOGEN_SERVE_URL": serve_app["url"],
     }
     log = open(tmp_path / "daemon.log", "wb")
-    # Its own process group: the daemon, its code server and every run worker are in it.
-    daemon = start_in_new_group(
+    # Its own session: the daemon, its code server and every run worker are in it.
+    daemon = start_in_new_session(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
         log=log, cwd=REPO, env=env,
     )
@@ -59,8 +61,8 @@ def platform(admin_url, tmp_path):
     try:
         yield {"env": env, "store": JobStore(engine), "engine": engine, "daemon": daemon, "log": tmp_path / "daemon.log"}
     finally:
-        stop_group(daemon, grace_s=60)
-        assert group_members(daemon.pid) == []
+        stop_session(daemon, grace_s=60)
+        assert session_members(daemon.pid) == []
         log.close()
         engine.dispose()
 
@@ -131,15 +133,15 @@ def test_a_killed_worker_does_not_leave_the_job_running(platform):
 
 def test_a_crashed_daemon_leaves_no_process_behind(platform):
     """A SIGKILLed daemon orphans its code server and run worker (they wait for the run to finish);
-    stopping the daemon's process group still reaches and ends every one of them."""
+    stopping the daemon's session still reaches and ends every one of them."""
     engine, store, daemon = platform["engine"], platform["store"], platform["daemon"]
     job_id = insert(engine, user_id="ana", prompt="a slow fox", steps="100", width="128", height="128", num_frames="25")
     row = wait_until(lambda: (r := store.reads.get(job_id))["stage"] == "generate" and r["worker"] and r,
                      600, f"the job to be generating; see {platform['log']}")
     worker_pid = int(row["worker"].rsplit(":", 1)[1])
-    assert worker_pid in group_members(daemon.pid)
+    assert worker_pid in session_members(daemon.pid)
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.wait(timeout=30)
-    assert worker_pid in group_members(daemon.pid)  # orphaned, still generating
-    stop_group(daemon, grace_s=30)
-    assert group_members(daemon.pid) == []
+    assert worker_pid in session_members(daemon.pid)  # orphaned, still generating
+    stop_session(daemon, grace_s=30)
+    assert session_members(daemon.pid) == []

@@ -209,6 +209,14 @@ def cmd_retry(args: argparse.Namespace, settings) -> int:
     return EXIT_OK
 
 
+def cmd_serve_models(args: argparse.Namespace, settings) -> int:
+    from serving.local import main as serve_models
+
+    argv = [f"--{name.replace('_', '-')}={value}" for name in ("host", "port", "num_cpus")
+            if (value := getattr(args, name)) is not None]
+    return serve_models(argv)
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings) -> int:
     from videogen.db.migrate import upgrade
 
@@ -260,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         action = sub.add_parser(name, parents=[common], help=text)
         action.add_argument("job_id", type=_job_id)
         action.set_defaults(func=func)
+
+    serve_models = sub.add_parser("serve-models", help="run the generation service (local Ray Serve) until stopped")
+    serve_models.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve_models.add_argument("--port", default=None, help="HTTP port (default VIDEOGEN_SERVE_PORT, 8700)")
+    serve_models.add_argument("--num-cpus", default=None, help="CPUs of the local Ray instance (default 2)")
+    serve_models.set_defaults(func=cmd_serve_models, json=False)
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -193,6 +193,23 @@ class Settings(BaseSettings):
     model_registry_path: str = _var("VIDEOGEN_MODEL_REGISTRY", "JSON file of extra model specs", default="")
     pipeline_cache_size: int = _var("VIDEOGEN_PIPELINE_CACHE_SIZE",
                                     "loaded pipelines a worker keeps (least recently used dropped)", default=1, ge=1)
+    # Serving (Ray Serve): where generate_frames sends its requests; unset = generate in the run's process
+    serve_url: str | None = _var("VIDEOGEN_SERVE_URL",
+                                 "base URL of the Ray Serve generation app; unset: generate in the run's process",
+                                 default=None)
+    serve_port: int = _var("VIDEOGEN_SERVE_PORT", "port of the local Serve app started by videogen serve-models",
+                           default=8700, ge=1, le=65535)
+    serve_num_cpus: int = _var("VIDEOGEN_SERVE_NUM_CPUS", "CPUs of the local Ray instance (serve-models)",
+                               default=2, ge=1)
+    serve_max_models_per_replica: int = _var("VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA",
+                                             "models a replica keeps loaded (least recently used unloaded)",
+                                             default=2, ge=1)
+    serve_max_ongoing_requests: int = _var("VIDEOGEN_SERVE_MAX_ONGOING_REQUESTS",
+                                           "generations one replica runs at once (1: a GPU is never shared)",
+                                           default=1, ge=1)
+    serve_timeout_s: float = _var("VIDEOGEN_SERVE_TIMEOUT_S",
+                                  "longest silence of the generation stream before the client gives up",
+                                  default=600.0, gt=0)
     # Lifecycle
     retry_delays_s: tuple[float, ...] = _var("VIDEOGEN_RETRY_DELAYS_S",
                                              "backoff before each retry of a transient failure, seconds",

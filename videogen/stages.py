@@ -114,15 +114,16 @@ def generation_params(request: ValidatedRequest):
 
 
 def generate(
-    pipeline: Any,
+    generator: Any,
     job: ValidatedJob,
     *,
     on_step: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    request_id: str = "",
 ) -> GeneratedFrames:
-    from videogen.generation.generate import generate_frames
-
-    result = generate_frames(pipeline, generation_params(job.request), on_step=on_step, should_cancel=should_cancel)
+    """Frames for ``job`` from ``generator`` (the Serve client, or generation in this process)."""
+    result = generator.generate(job.request.model, generation_params(job.request), request_id=request_id,
+                                on_step=on_step, should_cancel=should_cancel)
     return GeneratedFrames(job_id=job.job_id, frames=result.frames, gpu_seconds=result.seconds)
 
 

@@ -1,13 +1,16 @@
 """The main job, end to end on the embedded defaults (``scripts/run_main_job.sh`` calls this).
 
-Submits a few sample prompts as rows in ``jobs``, runs the real Dagster daemon (sensor → queued
-run coordinator → run launcher → ops) until every job is final, then prints per job its status,
-output location and what ``ffprobe`` reports about the stored video.
+Starts the generation service (``videogen serve-models``: a local Ray instance with the Serve app,
+one CPU replica) unless ``VIDEOGEN_SERVE_URL`` names one, submits a few sample prompts as rows in
+``jobs``, runs the real Dagster daemon (sensor → queued run coordinator → run launcher → ops, the
+generation op a client of Serve) until every job is final, stops what it started, then prints per
+job its status, output location, what ``ffprobe`` reports about the stored video and its audit trail.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +22,7 @@ import sqlalchemy as sa
 from videogen.config import load_settings
 from videogen.db.migrate import upgrade
 from videogen.db.schema import TERMINAL_STATUSES
-from videogen.devtools.processes import start_in_new_group, stop_group
+from videogen.devtools.processes import start_in_new_session, stop_session
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import JobRequest, JobStore
 
@@ -30,15 +33,37 @@ SAMPLE_PROMPTS = (
 )
 
 
-def start_daemon(repo_root: Path, log_path: Path) -> subprocess.Popen:
-    """The daemon in a process group of its own, so that stopping the group stops its code server
+def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The daemon in a session of its own, so that stopping the session stops its code server
     and run workers too (see videogen.devtools.processes)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return start_in_new_group(
+        return start_in_new_session(
             [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(repo_root / "workspace.yaml")],
-            log=log, cwd=repo_root,
+            log=log, cwd=repo_root, env=env,
         )
+
+
+def start_generation_service(port: int, log_path: Path, timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
+    """``videogen serve-models`` in a session of its own; returns it and its URL once it is ready."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_bytes(b"")
+    with open(log_path, "ab") as log:
+        process = start_in_new_session([str(Path(sys.executable).with_name("videogen")), "serve-models",
+                                        "--port", str(port)], log=log)
+    url = f"http://127.0.0.1:{port}"
+    print(f"starting the generation service (Ray Serve, pid {process.pid}); log: {log_path}", flush=True)
+    deadline = time.monotonic() + timeout_s
+    while f"ready {url}" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None:
+            errors = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("error:")]
+            raise SystemExit(errors[-1] if errors else f"videogen serve-models exited ({process.returncode}); see {log_path}")
+        if time.monotonic() > deadline:
+            stop_session(process)
+            raise SystemExit(f"the generation service was not ready after {timeout_s:.0f} s; see {log_path}")
+        time.sleep(0.5)
+    print(f"generation service ready at {url}", flush=True)
+    return process, url
 
 
 def wait_for_final(store: JobStore, job_ids: list[int], timeout_s: float, daemon: subprocess.Popen | None) -> None:
@@ -100,9 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     store = JobStore(sa.create_engine(settings.database_url))
     registry = ModelRegistry.from_env()
 
-    daemon = start_daemon(repo_root, settings.home / "logs" / "dagster-daemon.log")
-    print(f"started dagster-daemon (pid {daemon.pid}); log: {settings.home / 'logs' / 'dagster-daemon.log'}")
+    serve_url = settings.serve_url
+    serve = None
+    if serve_url is None:  # the embedded default: a local Ray Serve app, stopped at the end
+        serve, serve_url = start_generation_service(settings.serve_port, settings.home / "logs" / "serve-models.log")
+    daemon = None
     try:
+        daemon = start_daemon(repo_root, settings.home / "logs" / "dagster-daemon.log",
+                              env={**os.environ, "VIDEOGEN_SERVE_URL": serve_url})
+        print(f"started dagster-daemon (pid {daemon.pid}); log: {settings.home / 'logs' / 'dagster-daemon.log'}")
         job_ids = []
         for prompt, params in SAMPLE_PROMPTS:
             submission = store.submissions.submit(JobRequest(user_id=args.user, prompt=prompt, **params), registry=registry)
@@ -110,13 +141,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"submitted job {submission.job_id}: {prompt!r} {params or ''}")
         wait_for_final(store, job_ids, args.timeout, daemon)
     finally:
-        stop_group(daemon, grace_s=30)
+        if daemon is not None:
+            stop_session(daemon, grace_s=30)
+        if serve is not None:
+            stop_session(serve, grace_s=60)
     print()
     ok = True
     for job_id in job_ids:
         row = store.reads.get(job_id)
         ok &= row["status"] == "succeeded"
         print("\n".join(describe(settings, row)))
+        print("    audit trail:")
+        for event in store.reads.events(job_id):
+            print(f"      {event['created_at']:%H:%M:%S.%f}"[:-3] + f"  {event['status']:9} {event['stage'] or '':9} "
+                  f"{event['message'] or ''}")
     print()
     print("Open the Dagster UI on the same setup:  source scripts/env.sh && .venv/bin/dagster dev -w workspace.yaml")
     print("then http://127.0.0.1:3000 (jobs generate_video, submit_prompt; sensors; runs).")

@@ -1,12 +1,14 @@
-"""Start a service in a process group of its own, and stop everything in that group.
+"""Start a service in a session of its own, and stop everything in that session.
 
 The Dagster daemon starts a gRPC code server, which starts one process per run (multiprocessing
-children): none of them calls ``setsid``, so they all stay in the daemon's process group, and
-that group is the one handle that reaches them all. Stopping the daemon alone is not enough: a
-code server whose daemon is gone waits for its run workers to finish before it exits (SIGTERM
-included: Python joins non-daemonic multiprocessing children at exit), so a run that hangs keeps
-its code server alive indefinitely. Hence: SIGTERM the group, wait until every member is gone,
-SIGKILL whatever is left. Never ``pkill -f``: a pattern matches other people's processes.
+children); Ray starts its GCS, raylet and one process per actor (Serve controller, proxy,
+replicas), the actors each in a process group of their own. None of them calls ``setsid``, so
+the session of the process we started is the one handle that reaches them all. Stopping the
+leader alone is not enough: a code server whose daemon is gone waits for its run workers to
+finish before it exits (SIGTERM included: Python joins non-daemonic multiprocessing children at
+exit), so a run that hangs keeps its code server alive indefinitely. Hence: SIGTERM the leader's
+process group (a graceful stop), wait until no process of the session is left, SIGKILL every one
+still there. Never ``pkill -f``: a pattern matches other people's processes.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def start_in_new_group(args: Sequence[str], *, log: IO[bytes] | None = None, **popen: Any) -> subprocess.Popen:
-    """Start ``args`` as the leader of a new session and process group (its pgid is its pid)."""
+def start_in_new_session(args: Sequence[str], *, log: IO[bytes] | None = None, **popen: Any) -> subprocess.Popen:
+    """Start ``args`` as the leader of a new session and process group (both ids are its pid)."""
     return subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT if log else None,
                             start_new_session=True, **popen)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid`` (Linux: read from /proc)."""
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``, whatever their process group (Linux: /proc)."""
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,40 +40,87 @@ def group_members(pgid: int) -> list[int]:
             continue
         # The command name is in parentheses and may contain spaces; the fields after it are fixed.
         fields = stat[stat.rindex(")") + 2:].split()
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state not in ("Z", "X"):
+        state, session = fields[0], int(fields[3])
+        if session == sid and state not in ("Z", "X"):
             members.append(int(entry.name))
     return members
 
 
-def _wait_until_empty(pgid: int, leader: subprocess.Popen | None, timeout_s: float) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Live processes below ``pid`` in the process tree (children, their children…), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def kill_survivors(pids: list[int], *, timeout_s: float = 5.0) -> list[int]:
+    """Wait up to ``timeout_s`` for ``pids`` to exit, then SIGKILL those still alive; returns those."""
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _is_alive(pid)]
+        if alive:
+            time.sleep(0.1)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def _wait_until_empty(sid: int, leader: subprocess.Popen | None, timeout_s: float) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while True:
         if leader is not None:
             leader.poll()  # reap our own child so it does not linger as a zombie
-        left = group_members(pgid)
+        left = session_members(sid)
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(0.1)
 
 
-def stop_group(process: subprocess.Popen, *, grace_s: float = 30.0) -> list[int]:
-    """SIGTERM ``process``'s group, wait up to ``grace_s`` for every member to exit, then SIGKILL the rest.
+def stop_session(process: subprocess.Popen, *, grace_s: float = 30.0) -> list[int]:
+    """SIGTERM ``process``'s process group, wait up to ``grace_s`` for every process of its session to exit,
+    then SIGKILL each one left.
 
     Returns the pids that had to be killed. Raises if something survives SIGKILL for 10 s."""
-    pgid = process.pid
+    sid = process.pid
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(sid, signal.SIGTERM)
     except ProcessLookupError:
-        return []
-    stubborn = _wait_until_empty(pgid, process, grace_s)
-    if stubborn:
+        pass  # the leader's group is gone; members in other groups may remain
+    stubborn = _wait_until_empty(sid, process, grace_s)
+    for pid in stubborn:
         try:
-            os.killpg(pgid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        left = _wait_until_empty(pgid, process, 10.0)
+    if stubborn:
+        left = _wait_until_empty(sid, process, 10.0)
         if left:
-            raise RuntimeError(f"processes {left} of group {pgid} survived SIGKILL")
+            raise RuntimeError(f"processes {left} of session {sid} survived SIGKILL")
     process.wait(timeout=10)
     return stubborn

@@ -168,6 +168,9 @@ class ModelRegistry:
     def get(self, name: str) -> ModelSpec | None:
         return self._specs.get(name)
 
+    def specs(self) -> list[ModelSpec]:
+        return [self._specs[name] for name in self.names()]
+
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 

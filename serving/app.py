@@ -1,0 +1,164 @@
+"""Ray Serve application ``videogen``: text-to-video with the models kept loaded between requests.
+
+One deployment, ``TextToVideo`` (FastAPI ingress), thin over :mod:`videogen.generation.service`:
+
+* ``POST /generate`` streams the events of :mod:`videogen.generation.protocol` (progress for every
+  denoising step, then the frames); a client that disconnects cancels the denoising within one step.
+* Pipelines load through the model registry with ``serve.multiplexed``: up to
+  ``max_models_per_replica`` models stay loaded per replica, the least recently used is unloaded.
+* ``max_ongoing_requests`` (default 1) keeps a GPU from running two generations at once; replica
+  resources come from the registry's ``resources`` (GPU count).
+* ``GET /health`` for readiness, ``GET /stats`` for the replica's loads and recent requests.
+
+``build_app(args)`` is the application builder named by ``serve run serving.app:build_app`` and a
+KubeRay RayService's ``import_path``; every arg defaults to the environment's settings.
+"""
+
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from ray import serve
+
+from videogen.config import load_settings
+from videogen.errors import JobCanceledError
+from videogen.generation import service
+from videogen.generation.generate import GenerationParams
+from videogen.generation.protocol import event_line
+from videogen.generation.registry import ModelRegistry
+
+APP_NAME = "videogen"
+DEPLOYMENT_NAME = "TextToVideo"
+
+api = FastAPI(title="videogen generation service", description="Warm text-to-video generation (Ray Serve).")
+
+
+class GenerateBody(BaseModel):
+    model: str = Field(description="registered model name; also the multiplexed model id")
+    prompt: str
+    negative_prompt: str = ""
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    num_frames: int = Field(gt=0)
+    fps: int = Field(gt=0)
+    steps: int = Field(gt=0)
+    guidance_scale: float = Field(ge=0)
+    seed: int = Field(ge=0)
+    request_id: str = ""
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=1, health_check_period_s=5)
+@serve.ingress(api)
+class TextToVideo:
+    def __init__(self, *, model_cache: str, registry_path: str, device: str, cpu_offload: bool, vae_tiling: bool,
+                 max_models_per_replica: int) -> None:
+        self.registry = ModelRegistry.from_file(registry_path)
+        self.stats = service.ReplicaStats()
+        self._model_cache = Path(model_cache)
+        self._device, self._cpu_offload, self._vae_tiling = device, cpu_offload, vae_tiling
+
+        async def load_model(model_id: str) -> service.LoadedPipeline:
+            return await asyncio.to_thread(service.load, model_id, self._load_pipeline, self.stats)
+
+        # Built per instance so that the number of models kept is configuration, not a constant.
+        self._pipeline_for = serve.multiplexed(max_num_models_per_replica=max_models_per_replica)(load_model)
+
+    def _load_pipeline(self, model: str) -> Any:
+        from videogen.generation.loader import load_pipeline
+
+        spec = self.registry.get(model)
+        if spec is None:  # checked before loading; kept for a registry edited under a running replica
+            raise KeyError(model)
+        return load_pipeline(spec, model_cache=self._model_cache, device=self._device,
+                             cpu_offload=self._cpu_offload, vae_tiling=self._vae_tiling)
+
+    @api.get("/health")
+    def health(self) -> dict[str, str]:
+        return {"status": "ok", "replica": self.stats.replica}
+
+    @api.get("/stats")
+    def replica_stats(self) -> dict[str, Any]:
+        return self.stats.to_json()
+
+    @api.post("/generate")
+    async def generate(self, body: GenerateBody, request: Request) -> Any:
+        if self.registry.get(body.model) is None:
+            return JSONResponse(status_code=404, content={
+                "detail": f"model {body.model!r} is not registered; available: {', '.join(self.registry.names())}"})
+        params = GenerationParams(**body.model_dump(exclude={"model", "request_id"}))
+        record = service.RequestRecord(request_id=body.request_id, model=body.model, total_steps=body.steps)
+        self.stats.requests.append(record)
+        return StreamingResponse(self._events(body.model, params, record), media_type="application/x-ndjson")
+
+    async def _events(self, model: str, params: GenerationParams, record: service.RequestRecord):
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[bytes] = asyncio.Queue()
+        cancel = threading.Event()
+        task = None
+        try:
+            loaded = await self._pipeline_for(model)
+            yield event_line("started", replica=self.stats.replica, model_loads=self.stats.model_loads[model])
+
+            def emit(step: int, total: int) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, event_line("progress", step=step, total=total))
+
+            task = asyncio.ensure_future(asyncio.to_thread(
+                service.run_generation, loaded, params, record, emit=emit, cancel=cancel))
+            while not task.done() or not events.empty():
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            video = task.result()
+            frames = video.frames
+            yield event_line("frames", shape=list(frames.shape), dtype=str(frames.dtype), nbytes=frames.nbytes,
+                             seconds=round(video.seconds, 6))
+            yield frames.tobytes()
+        except JobCanceledError:
+            return
+        except Exception as error:  # noqa: BLE001 - every failure becomes an event the client can act on
+            yield event_line("error", **service.error_fields(error))
+        finally:
+            # A client that disconnects cancels this generator: stop the denoising, and hold the
+            # replica's slot until the thread has really stopped (the GPU is free again).
+            cancel.set()
+            if task is not None and not task.done():
+                await asyncio.shield(asyncio.wait({task}))
+
+
+def build_app(args: dict[str, Any] | None = None) -> serve.Application:
+    """The ``videogen`` application; ``args`` override the environment's settings:
+    model_cache, registry_path, device, cpu_offload, vae_tiling, max_models_per_replica,
+    max_ongoing_requests, num_replicas, num_gpus."""
+    args = dict(args or {})
+    settings = load_settings()
+    registry = ModelRegistry.from_file(args.get("registry_path", settings.model_registry_path))
+    # A replica may load any registered model: it needs what the most demanding one needs.
+    gpus = max((spec.resources.gpu_count for spec in registry.specs()), default=0)
+    num_gpus = float(args.get("num_gpus", gpus if settings.device != "cpu" and _cuda_visible() else 0))
+    deployment = TextToVideo.options(
+        max_ongoing_requests=int(args.get("max_ongoing_requests", settings.serve_max_ongoing_requests)),
+        num_replicas=args.get("num_replicas", 1),
+        ray_actor_options={"num_gpus": num_gpus, "num_cpus": float(args.get("num_cpus", 1))},
+    )
+    return deployment.bind(
+        model_cache=str(args.get("model_cache", settings.model_cache)),
+        registry_path=str(args.get("registry_path", settings.model_registry_path) or ""),
+        device=str(args.get("device", settings.device)),
+        cpu_offload=bool(args.get("cpu_offload", settings.cpu_offload)),
+        vae_tiling=bool(args.get("vae_tiling", settings.vae_tiling)),
+        max_models_per_replica=int(args.get("max_models_per_replica", settings.serve_max_models_per_replica)),
+    )
+
+
+def _cuda_visible() -> bool:
+    import ray
+
+    return bool(ray.is_initialized() and ray.cluster_resources().get("GPU", 0))

@@ -1,0 +1,122 @@
+"""``videogen serve-models``: a local Ray instance with the ``videogen`` Serve app, until stopped.
+
+The embedded default of the README's main job and of the tests: one machine, one CPU replica.
+Prints ``ready <url>`` on its own line once ``GET <url>/health`` answers, then waits for SIGTERM or
+SIGINT and shuts Serve and Ray down. Startup problems that a person can fix (the port is taken,
+not enough memory) are one line on stderr and exit status 1, before Ray is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from videogen.config import load_settings
+from videogen.devtools.processes import descendants, kill_survivors
+
+# What a local Ray instance (GCS, raylet, Serve controller and proxy) and one CPU replica of the
+# tiny model need, measured on this project's 2-core machine: ~1.6 GiB resident. Below this a
+# start would be killed by the kernel half-way, which is a worse message.
+MIN_AVAILABLE_MEMORY_BYTES = 2 * 1024**3
+READY_TIMEOUT_S = 300.0
+
+
+class StartupError(Exception):
+    pass
+
+
+def available_memory_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return sys.maxsize  # not Linux: no check
+
+
+def check_can_start(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"port {port} on {host} is in use ({exc.strerror}): stop what listens there or "
+                               "choose another port with VIDEOGEN_SERVE_PORT / --port") from None
+    available = available_memory_bytes()
+    if available < MIN_AVAILABLE_MEMORY_BYTES:
+        raise StartupError(f"not enough memory to start the generation service: {available / 1024**3:.1f} GiB "
+                           f"available, it needs about {MIN_AVAILABLE_MEMORY_BYTES / 1024**3:.0f} GiB "
+                           "(Ray, the Serve proxy and one replica with its model)")
+
+
+def wait_until_healthy(url: str, timeout_s: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url + "/health", timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise StartupError(f"the generation service at {url} was not healthy after {timeout_s:.0f} s: {last}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="videogen serve-models", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=settings.serve_port)
+    parser.add_argument("--num-cpus", type=int, default=settings.serve_num_cpus)
+    args = parser.parse_args(argv)
+    url = f"http://{args.host}:{args.port}"
+    try:
+        check_can_start(args.host, args.port)
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    import ray
+    from ray import serve
+
+    from serving.app import APP_NAME, build_app
+
+    # address="local": always a new instance of our own, never one that another program started.
+    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
+             object_store_memory=256 * 1024**2, log_to_driver=False, namespace=APP_NAME)
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(build_app(), name=APP_NAME, route_prefix="/", blocking=False)
+        wait_until_healthy(url, READY_TIMEOUT_S)
+        print(f"ready {url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except StartupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        # Ray leaves its dashboard and runtime-env agents running after ray.shutdown(); end every
+        # process this command started, and only those (never the session of the shell it runs in).
+        started = descendants(os.getpid())
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            kill_survivors(started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
