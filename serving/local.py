@@ -85,9 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
 
+    def stop_on_signals() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+
+    stop_on_signals()
     import ray
     from ray import serve
 
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     # address="local": always a new instance of our own, never one that another program started.
     ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
              object_store_memory=256 * 1024**2, log_to_driver=False, namespace=APP_NAME)
+    # ray.init replaces the SIGTERM handler with its own (sys.exit, and a native crash handler that
+    # then kills the process half-way through the shutdown below): take it back.
+    stop_on_signals()
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build_app(), name=APP_NAME, route_prefix="/", blocking=False)

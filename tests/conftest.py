@@ -127,5 +127,7 @@ def serve_app(tmp_path_factory) -> Iterator[dict]:
             time.sleep(0.5)
         yield {"url": url, "process": process, "registry": str(registry), "log": log_path, "env": env}
     finally:
-        stop_session(process, grace_s=60)
-        assert session_members(process.pid) == [], "the generation service left processes behind"
+        # A graceful stop (SIGTERM) ends Serve, Ray and every agent Ray leaves behind by itself.
+        killed = stop_session(process, grace_s=60)
+        assert killed == [], f"serve-models left processes {killed} that needed SIGKILL; see {log_path}"
+        assert session_members(process.pid) == []
