@@ -5,9 +5,10 @@
 #   docker build --target cpu -t registry.example.com/videogen:0.1.0-cpu .
 #   docker build --target gpu -t registry.example.com/videogen:0.1.0-gpu .
 #
-# cpu: the Dagster code server, run pods and every non-GPU step pod, and the Spark KPI driver and
-#      executors (Java 17, pyspark, the PostgreSQL JDBC driver from Debian, the S3A jars).
-# gpu: only the generate_frames step pod (torch built for CUDA; the NVIDIA driver comes from the node).
+# cpu: the Dagster code server and run pods (a run's ops all run in its pod), and the Spark KPI
+#      driver and executors (Java 17, pyspark, the PostgreSQL JDBC driver from Debian, the S3A jars).
+# gpu: the Ray head and GPU workers of the RayService that serves generation (k8s/ray/rayservice.yaml:
+#      torch built for CUDA; the NVIDIA driver comes from the node; KubeRay runs `ray start` with bash).
 #
 # Model weights are NOT in the image: the model cache is a volume mounted at /models
 # (VIDEOGEN_MODEL_CACHE, the videogen-model-cache claim). Secrets are never baked in either; they
@@ -104,8 +105,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     VIDEOGEN_MODEL_CACHE=/models \
     HF_HUB_OFFLINE=1
 # /models is a mount point only (no VOLUME: an anonymous volume would hide a missing mount instead
-# of failing on it). DAGSTER_HOME/storage is where the fs IO manager writes step outputs; step pods
-# mount the shared scratch claim there.
+# of failing on it). DAGSTER_HOME/storage is where the fs IO manager writes step outputs; run pods
+# mount a bounded emptyDir there (k8s/helm/values.yaml).
 RUN mkdir -p /opt/dagster/dagster_home/storage /var/lib/videogen /models /opt/videogen \
  && chown -R 10001:10001 /opt/dagster/dagster_home /var/lib/videogen /models
 COPY --chmod=0755 k8s/image/entrypoint.sh /usr/local/bin/videogen-entrypoint
@@ -114,7 +115,7 @@ WORKDIR /opt/videogen
 COPY definitions.py ./
 # The Dagster code server (gRPC) for the Helm chart's user-code deployment.
 EXPOSE 3030
-# No HEALTHCHECK: the same image runs the code server, run workers, step workers and Spark
+# No HEALTHCHECK: the same image runs the code server, run workers, Ray pods and Spark
 # executors, and only the first serves gRPC; Kubernetes ignores HEALTHCHECK anyway and the chart
 # probes the code server with `dagster api grpc-health-check`.
 HEALTHCHECK NONE

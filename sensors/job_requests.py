@@ -21,39 +21,27 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from pipelines.partitions import video_jobs_partitions
 from pipelines.generate_video import generate_video
-from resources.generation import GenerationResource
 from resources.jobs import JobsResource
-from videogen.deploy.k8s import GPU_SLOT_TAG, MODEL_TAG, USER_TAG, GpuPlacement, run_config_for_model, run_tags_for_model
+from videogen.deploy.k8s import run_tags_for_job
 from videogen.deploy.profile import load_profile
-from videogen.generation.registry import ModelRegistry, ModelSpec
 from videogen.lifecycle import JobStore, run_key
 
 JOB_ID_TAG = "videogen/job_id"
 
 
-def run_tags(job: dict, spec: ModelSpec | None) -> dict[str, str]:
-    """Tags the run queue limits on (GPU slot, per user), the job id and the priority."""
-    if spec is not None:
-        model_tags = run_tags_for_model(spec, job["user_id"])
-    else:  # an unknown model: the run only rejects the request, but it is queued like the others
-        model_tags = {GPU_SLOT_TAG: "true", USER_TAG: str(job["user_id"])[:63], MODEL_TAG: str(job["model"])[:63]}
-    return {**model_tags, JOB_ID_TAG: str(job["id"]), "dagster/priority": str(job["priority"])}
+def run_tags(job: dict) -> dict[str, str]:
+    """Tags the run queue limits on (per user), the model, the job id and the priority. GPU capacity is
+    not a run tag: the generation op waits for a slot of its concurrency pool."""
+    return {**run_tags_for_job(job["user_id"], job["model"]), JOB_ID_TAG: str(job["id"]),
+            "dagster/priority": str(job["priority"])}
 
 
-def plan_tick(
-    store: JobStore,
-    instance: dg.DagsterInstance,
-    batch_size: int,
-    *,
-    registry: ModelRegistry | None = None,
-    placement: GpuPlacement | None = None,
-) -> dg.SensorResult:
+def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) -> dg.SensorResult:
     """One tick of the pending-jobs sensor, as a plain function (the tests call it directly).
 
-    With a ``placement`` (the production profile), each run carries the Kubernetes config of its
-    model's generation step (GPU count, memory, node selector, tolerations) as run config.
+    Runs carry no run config: every run of ``generate_video`` is the same light pod whichever the model
+    (generation happens in the Serve app), so nothing per model is sent with a run.
     """
-    registry = registry or ModelRegistry.from_env()
     # Read twice the batch: rows requested on the previous tick are confirmed here, and up to
     # batch_size new rows are requested on the same tick.
     pending = store.queue.pending_batch(2 * batch_size)
@@ -70,12 +58,7 @@ def plan_tick(
         if key in existing:
             continue
         if len(run_requests) < batch_size:
-            spec = registry.get(job["model"])
-            run_config = run_config_for_model(spec, placement) if placement is not None and spec else {}
-            run_requests.append(
-                dg.RunRequest(run_key=key, partition_key=str(job["id"]), tags=run_tags(job, spec),
-                              run_config=run_config)
-            )
+            run_requests.append(dg.RunRequest(run_key=key, partition_key=str(job["id"]), tags=run_tags(job)))
     new_partitions = [request.partition_key for request in run_requests]
     return dg.SensorResult(
         run_requests=run_requests,
@@ -91,12 +74,9 @@ def plan_tick(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches one generate_video run (partition = job id) per pending row of `jobs`.",
 )
-def pending_jobs_sensor(
-    context: dg.SensorEvaluationContext, jobs: JobsResource, generation: GenerationResource
-) -> dg.SensorResult:
+def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource) -> dg.SensorResult:
     profile = load_profile(os.environ)
-    result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size,
-                       registry=generation.registry(), placement=profile.placement)
+    result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size)
     if result.run_requests:
         context.log.info(f"requesting {len(result.run_requests)} run(s)")
     return result

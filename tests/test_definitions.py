@@ -112,14 +112,21 @@ def test_loading_the_code_location_imports_no_heavy_library_and_is_fast():
     print(f"code location load: {seconds} s")  # the timed target lives in benchmarks/, not here
 
 
-def test_production_profile_runs_generation_on_kubernetes_steps():
-    code = "import definitions; print(type(definitions.defs.get_job_def('generate_video').executor_def).__name__, definitions.defs.get_job_def('generate_video').executor_def.name)"
+def test_production_runs_generate_video_in_process_and_refuses_an_incomplete_profile():
+    """One run pod per request runs every op (the GPU work is in Ray Serve): in_process in both profiles."""
+    from tests.deploy.test_profile import PRODUCTION_ENV
+
+    code = "import definitions; print(definitions.defs.get_job_def('generate_video').executor_def.name)"
     local = run_python(code)
     assert local.returncode == 0, local.stderr
     assert local.stdout.split()[-1] == "in_process"
-    incomplete = run_python(code, VIDEOGEN_PROFILE="production")
+    production = run_python(code, **PRODUCTION_ENV)
+    assert production.returncode == 0, production.stderr
+    assert production.stdout.split()[-1] == "in_process"
+    incomplete = run_python(code, **{**PRODUCTION_ENV, "VIDEOGEN_SERVE_URL": ""})
     assert incomplete.returncode != 0
     assert "refuses to start with local fallbacks" in incomplete.stderr
+    assert "VIDEOGEN_SERVE_URL is not set" in incomplete.stderr
 
 
 @pytest.mark.parametrize("module", ["pipelines.generate_video", "sensors", "resources.generation"])

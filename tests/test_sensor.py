@@ -215,18 +215,12 @@ def test_a_stale_heartbeat_marks_the_run_failed(store, instance, engine):
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
 
 
-def test_production_runs_carry_the_generation_step_gpu_config(store, instance):
-    from videogen.deploy.k8s import GpuPlacement
-
+def test_runs_carry_no_run_config_and_no_gpu_tag(store, instance):
+    """Every run is the same light pod whichever the model (generation happens in Ray Serve): nothing
+    per model travels with a run, and GPU capacity is the generation op's pool, not a run tag."""
     (job_id,) = submit(store, 1)
-    (request,) = plan_tick(store, instance, batch_size=10, placement=GpuPlacement()).run_requests
-    per_step = request.run_config["execution"]["config"]["per_step_k8s_config"]
-    limits = per_step["generate_frames"]["container_config"]["resources"]["limits"]
-    assert str(limits["nvidia.com/gpu"]) == "1"
-    others = {step: config for step, config in per_step.items() if step != "generate_frames"}
-    assert others and all("nvidia.com/gpu" not in json.dumps(config) for config in others.values())
-    assert request.tags["videogen/gpu"] == "true" and request.tags["videogen/gpus"] == "1"
-    # The local profile passes no placement: no Kubernetes config at all.
-    (other,) = submit(store, 1)
-    local = [r for r in plan_tick(store, instance, batch_size=10).run_requests if r.partition_key == str(other)]
-    assert local[0].run_config == {}
+    (request,) = plan_tick(store, instance, batch_size=10).run_requests
+    assert request.run_config == {}
+    assert request.tags == {"videogen/user": "ana", "videogen/model": "tiny", "videogen/job_id": str(job_id),
+                            "dagster/priority": "0"}
+    assert "nvidia.com/gpu" not in json.dumps(request.tags)

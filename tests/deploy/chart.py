@@ -3,15 +3,16 @@
 No Helm binary and no cluster here, so the parts of the chart's templates this project relies on are
 mirrored in Python, each citing its template (chart 1.13.x, ``helm/dagster/templates``):
 
-- ``configmap-instance.yaml``: the ``dagster.yaml`` blocks (run coordinator, run monitoring, run
-  retries, sensors, schedules, retention), validated by the tests with dagster's own schemas;
+- ``configmap-instance.yaml``: the ``dagster.yaml`` blocks (run coordinator, concurrency, run
+  monitoring, run retries, sensors, schedules, retention), validated by the tests with dagster's own
+  schemas;
 - ``helpers/instance/_run-launcher.tpl``: the ``K8sRunLauncher`` config;
 - ``charts/dagster-user-deployments/templates/helpers/_helpers.tpl``
   (``dagsterUserDeployments.k8sContainerContext``): the container context the code location passes
   to its runs (``includeConfigInLaunchedRuns``).
 
-The pods are then built by dagster-k8s itself (``K8sContainerContext`` merges and
-``construct_dagster_k8s_job``), in the order ``K8sRunLauncher`` and ``K8sStepHandler`` use.
+The run pod is then built by dagster-k8s itself (``K8sContainerContext`` merges and
+``construct_dagster_k8s_job``), in the order ``K8sRunLauncher`` uses.
 """
 
 from __future__ import annotations
@@ -58,15 +59,20 @@ def instance_config() -> dict[str, Any]:
     """The dagster.yaml blocks the chart renders from our values (configmap-instance.yaml)."""
     daemon = values()["dagsterDaemon"]
     queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    # helpers/instance/_run-coordinator.tpl: each key only when it is set (tag limits passed through
+    # toYaml). With `concurrency` enabled the run limits live there instead (_concurrency.tpl fails
+    # the render when both are set).
     coordinator_config = {
-        "max_concurrent_runs": queued["maxConcurrentRuns"],
-        "tag_concurrency_limits": queued["tagConcurrencyLimits"],  # passed through toYaml
-        "dequeue_interval_seconds": queued["dequeueIntervalSeconds"],
+        name: queued[key]
+        for key, name in (
+            ("maxConcurrentRuns", "max_concurrent_runs"),
+            ("tagConcurrencyLimits", "tag_concurrency_limits"),
+            ("dequeueIntervalSeconds", "dequeue_interval_seconds"),
+            ("dequeueUseThreads", "dequeue_use_threads"),
+            ("dequeueNumWorkers", "dequeue_num_workers"),
+        )
+        if queued.get(key) not in (None, [])
     }
-    if "dequeueUseThreads" in queued:
-        coordinator_config["dequeue_use_threads"] = queued["dequeueUseThreads"]
-    if "dequeueNumWorkers" in queued:
-        coordinator_config["dequeue_num_workers"] = queued["dequeueNumWorkers"]
     monitoring = daemon["runMonitoring"]
     retries = daemon["runRetries"]
     rendered: dict[str, Any] = {
@@ -92,12 +98,41 @@ def instance_config() -> dict[str, Any]:
             "managed_python_loggers": values()["pythonLogs"]["managedPythonLoggers"],
         },
     }
+    concurrency = values().get("concurrency", {})
+    if concurrency.get("enabled"):
+        rendered["concurrency"] = concurrency_config(concurrency)
     retention = values()["retention"]
     if retention["enabled"]:
         rendered["retention"] = {
             "sensor": {"purge_after_days": retention["sensor"]["purgeAfterDays"]},
             "schedule": {"purge_after_days": retention["schedule"]["purgeAfterDays"]},
         }
+    return rendered
+
+
+def concurrency_config(concurrency: dict[str, Any]) -> dict[str, Any]:
+    """helpers/instance/_concurrency.tpl (chart >= dagster-io/dagster#33194): ``pools`` and ``runs``
+    with their keys in snake case, each only when set."""
+    pools, runs = concurrency.get("pools", {}), concurrency.get("runs", {})
+    rendered: dict[str, Any] = {}
+    pool_block = {
+        name: pools[key]
+        for key, name in (("defaultLimit", "default_limit"), ("granularity", "granularity"),
+                          ("opGranularityRunBuffer", "op_granularity_run_buffer"))
+        if pools.get(key) is not None
+    }
+    if pool_block:
+        rendered["pools"] = pool_block
+    run_block: dict[str, Any] = {}
+    if runs.get("maxConcurrentRuns") is not None:
+        run_block["max_concurrent_runs"] = runs["maxConcurrentRuns"]
+    if runs.get("tagConcurrencyLimits"):
+        run_block["tag_concurrency_limits"] = [
+            {"key": limit["key"], **({"value": limit["value"]} if limit.get("value") else {}), "limit": limit["limit"]}
+            for limit in runs["tagConcurrencyLimits"]
+        ]
+    if run_block:
+        rendered["runs"] = run_block
     return rendered
 
 
@@ -210,42 +245,3 @@ def render_run_job(run_tags: dict[str, str] | None = None) -> dict[str, Any]:
         env_vars=[{"name": "DAGSTER_RUN_JOB_NAME", "value": "generate_video"}],
     )
     return to_api_dict(job)
-
-
-def render_step_job(step: str, executor_config: dict[str, Any], op_tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """The Kubernetes Job k8s_job_executor creates for ``step`` (K8sStepHandler._get_container_context
-    and launch_step, dagster-k8s 0.29.27): run context without run tags, then the executor's
-    step_k8s_config, then the op's dagster-k8s/config tag, then per_step_k8s_config[step]."""
-    from dagster_k8s.container_context import K8sContainerContext
-    from dagster_k8s.job import UserDefinedDagsterK8sConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
-
-    executor_context = K8sContainerContext(
-        namespace=executor_config.get("job_namespace"),
-        run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(executor_config.get("step_k8s_config", {})),
-    )
-    context = (
-        run_container_context()
-        .merge(executor_context)
-        .merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(op_tags or {})))
-        .merge(
-            K8sContainerContext(
-                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
-                    executor_config.get("per_step_k8s_config", {}).get(step, {})
-                )
-            )
-        )
-    )
-    name = f"dagster-step-{abs(hash(step)) % 10**12:012d}"
-    job = construct_dagster_k8s_job(
-        job_config=_job_config(user_code_image()),
-        args=["dagster", "api", "execute_step", "{}"],
-        job_name=name,
-        pod_name=name,
-        component="step_worker",
-        user_defined_k8s_config=context.run_k8s_config,
-        labels={"dagster/job": "generate_video", "dagster/op": step, "dagster/run-id": "0123456789abcdef"},
-        env_vars=[{"name": "DAGSTER_RUN_STEP_KEY", "value": step}],
-    )
-    rendered = to_api_dict(job)
-    rendered["metadata"]["namespace"] = context.namespace
-    return rendered

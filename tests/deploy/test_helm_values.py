@@ -4,16 +4,18 @@ How it is checked, offline:
 
 1. ``values.yaml`` loads as YAML.
 2. It validates (``jsonschema``, Draft 7 like the chart's schema) against the vendored chart schema
-   ``k8s/helm/values.schema.json``. The schema's ``$ref``s to Kubernetes objects (volumes,
+   ``k8s/helm/values.schema.json``, plus the chart's later top-level ``concurrency`` key
+   (``k8s/helm/concurrency.schema.json``, provenance in ``k8s/helm/README.md``). The schema's ``$ref``s to Kubernetes objects (volumes,
    resources, ...) resolve to the strict Kubernetes schemas of ``kubernetes-validate``, so those
    objects are checked field by field too. ``required`` is not enforced on the chart's own objects:
    Helm validates our values merged onto the chart's defaults, which supply the keys we leave out.
    Inside list items (which Helm does not merge) ``required`` is enforced by step 3.
 3. A walk over every key rejects any the schema does not name, also where the schema leaves
    ``additionalProperties`` open (most chart objects do, so jsonschema alone would accept typos).
-4. The free-form parts (``runMonitoring``, ``runRetries``, the run launcher's ``runK8sConfig``) are
-   rendered to the dagster.yaml the chart produces (tests/deploy/chart.py) and validated with
-   dagster's and dagster-k8s's own config schemas.
+4. The free-form parts (``runMonitoring``, ``runRetries``, ``concurrency``, the run launcher's
+   ``runK8sConfig``) are rendered to the dagster.yaml the chart produces (tests/deploy/chart.py) and
+   validated with dagster's and dagster-k8s's own config schemas, including dagster's check that run
+   limits are not set both in the run coordinator and under ``concurrency``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ from referencing.jsonschema import DRAFT7
 
 from tests.deploy import chart
 from tests.deploy.kube import K8S_DIR, KUBERNETES_VERSION, load_documents, strict_definitions, validate_k8s
-from videogen.deploy.k8s import GPU_COUNT_TAG, GPU_SLOT_TAG, USER_TAG
+from videogen.deploy.k8s import MODEL_TAG, USER_TAG
 
 K8S_DEFINITIONS_URL = "https://kubernetesjsonschema.dev/v1.18.0/_definitions.json"
+CONCURRENCY_SCHEMA_PATH = chart.SCHEMA_PATH.with_name("concurrency.schema.json")
 
 
 def _schema() -> dict[str, Any]:
-    return json.loads(chart.SCHEMA_PATH.read_text())
+    schema = json.loads(chart.SCHEMA_PATH.read_text())
+    assert "concurrency" not in schema["properties"], (
+        "the vendored chart schema defines `concurrency` now: drop concurrency.schema.json (k8s/helm/README.md)")
+    schema["properties"]["concurrency"] = json.loads(CONCURRENCY_SCHEMA_PATH.read_text())
+    return schema
 
 
 def _nodes(node: Any):
@@ -155,8 +162,8 @@ def test_values_use_only_keys_the_chart_defines():
         (lambda v: v.update(postgres={}), "values.postgres"),
         (lambda v: v["dagster-user-deployments"]["deployments"][0].update(dagsterApiGrpcArg=[]), "dagsterApiGrpcArg"),
         (lambda v: v["dagster-user-deployments"]["deployments"][0].pop("port"), "missing required key 'port'"),
-        (lambda v: v["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"][0].pop("limit"),
-         "missing required key 'limit'"),
+        (lambda v: v["concurrency"]["runs"]["tagConcurrencyLimits"][0].pop("limit"), "missing required key 'limit'"),
+        (lambda v: v["concurrency"]["pools"].update(defaultLimt=4), "concurrency.pools.defaultLimt"),
     ],
 )
 def test_the_key_walk_rejects_typos_and_missing_list_item_keys(mutate, expected):
@@ -173,6 +180,7 @@ def test_the_key_walk_rejects_typos_and_missing_list_item_keys(mutate, expected)
         (lambda v: v["dagster-user-deployments"]["deployments"][0]["resources"].update(limits="2Gi"), "resources.limits"),
         (lambda v: v["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"].update(maxConcurrentRun=3),
          "maxConcurrentRun"),
+        (lambda v: v["concurrency"]["pools"].update(defaultLimit="4"), "concurrency.pools.defaultLimit"),
     ],
 )
 def test_the_schema_check_rejects_invalid_values(mutate, expected):
@@ -218,14 +226,32 @@ def test_system_images_match_the_pinned_dagster():
         assert values[component]["image"]["tag"] == version("dagster"), component
 
 
-def test_run_queue_limits_gpu_slots_users_and_backfills():
-    limits = chart.values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert limits["maxConcurrentRuns"] > 0
-    by_key = {limit["key"]: limit for limit in limits["tagConcurrencyLimits"]}
-    assert by_key[GPU_SLOT_TAG]["value"] == "true" and by_key[GPU_SLOT_TAG]["limit"] >= 1
+def test_run_queue_limits_users_and_backfills_and_no_gpu_tag():
+    concurrency = chart.values()["concurrency"]
+    assert concurrency["enabled"] is True
+    runs = concurrency["runs"]
+    by_key = {limit["key"]: limit for limit in runs["tagConcurrencyLimits"]}
+    assert set(by_key) == {USER_TAG, "dagster/backfill"}  # GPU capacity is the pool, not a run tag
     assert by_key[USER_TAG]["value"] == {"applyLimitPerUniqueValue": True}
     assert "value" not in by_key["dagster/backfill"]  # all backfill runs together
-    assert GPU_COUNT_TAG in by_key
+    assert MODEL_TAG not in by_key
+    # Run pods in flight: more than the generation slots, so other requests validate, encode and
+    # upload while the slots generate.
+    assert runs["maxConcurrentRuns"] > concurrency["pools"]["defaultLimit"] >= 1
+    # The chart refuses run limits in both places; Dagster refuses them next to `concurrency`.
+    queued = chart.values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert not {"maxConcurrentRuns", "tagConcurrencyLimits", "blockOpConcurrencyLimitedRuns"} & set(queued)
+
+
+def test_generation_pool_is_op_granular_and_frees_slots_of_dead_runs():
+    values = chart.values()
+    pools = values["concurrency"]["pools"]
+    assert pools["granularity"] == "op"  # runs start and wait for a slot only around generate_frames
+    assert values["dagsterDaemon"]["runMonitoring"]["freeSlotsAfterRunEndSeconds"] > 0  # 0 disables it
+    rendered = chart.instance_config()
+    assert rendered["concurrency"]["pools"] == {"default_limit": pools["defaultLimit"], "granularity": "op"}
+    assert rendered["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
+    assert "max_concurrent_runs" not in rendered["run_coordinator"]["config"]
 
 
 def test_rendered_instance_config_is_valid_for_dagster():
@@ -239,6 +265,14 @@ def test_rendered_instance_config_is_valid_for_dagster():
     assert instance["sensors"]["use_threads"] is True and instance["sensors"]["num_workers"] >= 2
     result = process_config(Shape(dagster_instance_config_schema()), instance)
     assert result.success, result.errors
+    # What DagsterInstance checks at start-up: run limits only under `concurrency` once pools are set.
+    from dagster._core.instance.config import validate_concurrency_config
+
+    validate_concurrency_config(instance)
+    doubled = copy.deepcopy(instance)
+    doubled["run_coordinator"]["config"]["max_concurrent_runs"] = 5
+    with pytest.raises(Exception, match="incompatible with the `concurrency > runs` config"):
+        validate_concurrency_config(doubled)
     coordinator = process_config(Shape(QueuedRunCoordinator.config_type()), instance["run_coordinator"]["config"])
     assert coordinator.success, coordinator.errors
 
@@ -272,3 +306,17 @@ def test_rendered_run_pod_is_a_valid_kubernetes_job_without_gpu():
     assert pod["securityContext"]["runAsNonRoot"] is True
     env_from = {ref.get("configMapRef", ref.get("secretRef"))["name"] for ref in container["envFrom"]}
     assert {"videogen-config", "videogen-secrets", "videogen-s3", "videogen-s3-endpoint"} <= env_from
+
+
+def test_run_pod_runs_every_op_with_room_for_frames_and_encoding():
+    """generate_video runs all its ops in the run pod (in_process executor): the pod holds the frames
+    Serve returns, encodes them, and keeps the outputs passed between ops in a bounded scratch folder."""
+    job = chart.render_run_job()
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["run-scratch"] == f"{chart.DAGSTER_HOME}/storage"  # Dagster's fs IO manager base dir
+    (scratch,) = [v for v in pod["volumes"] if v["name"] == "run-scratch"]
+    assert scratch["emptyDir"]["sizeLimit"]
+    # Sized like the old encode_video step pod: ffmpeg plus the frames in memory.
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}

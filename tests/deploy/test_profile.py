@@ -23,13 +23,13 @@ PRODUCTION_ENV = {
     "VIDEOGEN_MODEL_CACHE": "/models",
     "SPARK_MASTER": "k8s://https://kubernetes.default.svc:443",
     "VIDEOGEN_SPARK_IMAGE": "registry.example.com/videogen:0.1.0-cpu",
-    "VIDEOGEN_GPU_IMAGE": "registry.example.com/videogen:0.1.0-gpu",
+    "VIDEOGEN_SERVE_URL": "http://videogen-serve-svc.videogen.svc:8000",
 }
 
 
 def test_local_is_the_default_and_keeps_local_fallbacks():
     profile = load_profile({})
-    assert profile == DeploymentProfile(name="local", settings=profile.settings, placement=None)
+    assert profile == DeploymentProfile(name="local", settings=profile.settings)
     assert not profile.is_production
     assert profile.settings.storage_backend == "local"
     assert profile.settings.database_url == DEFAULT_DATABASE_URL
@@ -40,7 +40,7 @@ def test_a_complete_production_environment_loads():
     assert profile.is_production
     assert profile.settings.storage_backend == "s3"
     assert str(profile.settings.model_cache) == "/models"
-    assert profile.placement is not None and profile.placement.gpu_image == PRODUCTION_ENV["VIDEOGEN_GPU_IMAGE"]
+    assert profile.settings.serve_url == PRODUCTION_ENV["VIDEOGEN_SERVE_URL"]
 
 
 def test_production_with_nothing_set_lists_every_missing_setting():
@@ -49,7 +49,7 @@ def test_production_with_nothing_set_lists_every_missing_setting():
     message = str(caught.value)
     assert message.startswith("VIDEOGEN_PROFILE=production refuses to start with local fallbacks")
     for variable in ("DATABASE_URL", "VIDEOGEN_STORAGE_BACKEND", "VIDEOGEN_BUCKET", "VIDEOGEN_S3_ENDPOINT_URL",
-                     "VIDEOGEN_MODEL_CACHE", "SPARK_MASTER", "VIDEOGEN_GPU_IMAGE"):
+                     "VIDEOGEN_MODEL_CACHE", "SPARK_MASTER", "VIDEOGEN_SERVE_URL"):
         assert variable in message
     assert len(caught.value.problems) == 7
 
@@ -65,7 +65,11 @@ def test_production_with_nothing_set_lists_every_missing_setting():
         ({"VIDEOGEN_MODEL_CACHE": "~/.cache/videogen/models"}, "absolute path"),
         ({"SPARK_MASTER": "local[*]"}, "not in local mode"),
         ({"VIDEOGEN_SPARK_IMAGE": ""}, "VIDEOGEN_SPARK_IMAGE is not set"),
-        ({"VIDEOGEN_GPU_NODE_SELECTOR": "no-equals-sign"}, "VIDEOGEN_GPU_NODE_SELECTOR"),
+        ({"VIDEOGEN_SERVE_URL": ""}, "VIDEOGEN_SERVE_URL is not set: production generates in the Ray Serve app"),
+        ({"VIDEOGEN_SERVE_URL": "videogen-serve-svc:8000"}, "VIDEOGEN_SERVE_URL must be an http(s) URL"),
+        ({"VIDEOGEN_SERVE_URL": "grpc://videogen-serve-svc.videogen.svc:9000"}, "VIDEOGEN_SERVE_URL must be an http(s) URL"),
+        ({"VIDEOGEN_SERVE_URL": "http://127.0.0.1:8700"}, "VIDEOGEN_SERVE_URL points at a loopback host (127.0.0.1)"),
+        ({"VIDEOGEN_SERVE_URL": "http://localhost:8700"}, "loopback host (localhost)"),
     ],
 )
 def test_each_local_fallback_is_refused_with_a_clear_message(override, expected):
@@ -76,7 +80,8 @@ def test_each_local_fallback_is_refused_with_a_clear_message(override, expected)
     assert len(caught.value.problems) == 1
 
 
-@pytest.mark.parametrize("missing", ["DATABASE_URL", "VIDEOGEN_MODEL_CACHE", "VIDEOGEN_S3_ENDPOINT_URL"])
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "VIDEOGEN_MODEL_CACHE", "VIDEOGEN_S3_ENDPOINT_URL",
+                                     "VIDEOGEN_SERVE_URL"])
 def test_production_never_falls_back_silently(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
     assert any(missing in problem for problem in production_problems(env))
@@ -88,6 +93,12 @@ def test_messages_never_contain_secret_values():
     with pytest.raises(ProductionConfigError) as caught:
         load_profile(env)
     assert SECRET_PASSWORD not in str(caught.value)
+
+
+def test_production_no_longer_needs_gpu_settings():
+    """Dagster pods hold no GPU any more: the GPU image and node placement live in the RayService."""
+    assert production_problems(PRODUCTION_ENV) == []
+    assert not any(name.startswith("VIDEOGEN_GPU_") for name in PRODUCTION_ENV)
 
 
 def test_an_unknown_profile_name_is_an_error():

@@ -6,7 +6,8 @@
 - ``production``: the Kubernetes deployment. Every setting that has a local fallback must be set
   explicitly to a non-local value; otherwise :func:`load_profile` raises
   :class:`ProductionConfigError` listing each problem and the variable that fixes it. A production
-  pod never writes videos to a container's folder or reads the development database by accident.
+  pod never writes videos to a container's folder, reads the development database or generates in
+  its own process (it has no GPU: generation is the RayService's Serve app) by accident.
 
 Pure functions over an env mapping (pass ``os.environ``); messages never contain secret values.
 """
@@ -19,7 +20,6 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from videogen.config import DEFAULT_DATABASE_URL, Settings, env_var, load_settings, normalize_database_url
-from videogen.deploy.k8s import GpuPlacement
 
 PROFILE_ENV_VAR = "VIDEOGEN_PROFILE"
 LOCAL = "local"
@@ -28,6 +28,8 @@ PROFILES = (LOCAL, PRODUCTION)
 
 # The variable the KPI code (videogen.config.Settings.spark_master) reads for the Spark master.
 SPARK_MASTER_ENV_VAR = env_var("spark_master")
+# Where generate_frames sends its requests (the Ray Serve app of k8s/ray/rayservice.yaml).
+SERVE_URL_ENV_VAR = env_var("serve_url")
 
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 
@@ -51,8 +53,6 @@ class DeploymentProfile:
 
     name: str
     settings: Settings
-    # Where generation steps run on Kubernetes; None in the local profile (no Kubernetes).
-    placement: GpuPlacement | None
 
     @property
     def is_production(self) -> bool:
@@ -126,28 +126,30 @@ def _spark_problems(settings: Settings) -> list[str]:
     return []
 
 
-def _placement_problems(env: Mapping[str, str]) -> tuple[GpuPlacement | None, list[str]]:
-    problems = []
-    if not env.get("VIDEOGEN_GPU_IMAGE", "").strip():
-        problems.append("VIDEOGEN_GPU_IMAGE is not set: the generation step needs the CUDA image "
-                        "(the Dockerfile's gpu target); the code location's CPU image has no CUDA torch.")
-    try:
-        placement = GpuPlacement.from_env(env)
-    except ValueError as exc:
-        return None, [*problems, str(exc)]
-    return placement, problems
+def _serving_problems(settings: Settings) -> list[str]:
+    url = (settings.serve_url or "").strip()
+    if not url:
+        return [f"{SERVE_URL_ENV_VAR} is not set: production generates in the Ray Serve app of the RayService "
+                "(k8s/ray/rayservice.yaml), e.g. http://videogen-serve-svc.videogen.svc:8000; a run pod has no "
+                "GPU and must not load models itself."]
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return [f"{SERVE_URL_ENV_VAR} must be an http(s) URL of the Serve app, got {url!r}."]
+    if parts.hostname.lower() in _LOOPBACK_HOSTS:
+        return [f"{SERVE_URL_ENV_VAR} points at a loopback host ({parts.hostname}): inside a pod that is the pod "
+                "itself; use the RayService's serve Service (http://<name>-serve-svc.<namespace>.svc:8000)."]
+    return []
 
 
 def production_problems(env: Mapping[str, str]) -> list[str]:
     """Every reason the environment is not a complete production configuration (empty: it is)."""
     settings = load_settings(dict(env))
-    _, placement_problems = _placement_problems(env)
     return [
         *_database_problems(env),
         *_storage_problems(env, settings),
         *_model_cache_problems(env),
         *_spark_problems(settings),
-        *placement_problems,
+        *_serving_problems(settings),
     ]
 
 
@@ -159,9 +161,8 @@ def load_profile(env: Mapping[str, str]) -> DeploymentProfile:
     """
     name = profile_name(env)
     if name == LOCAL:
-        return DeploymentProfile(name=LOCAL, settings=load_settings(dict(env)), placement=None)
+        return DeploymentProfile(name=LOCAL, settings=load_settings(dict(env)))
     problems = production_problems(env)
     if problems:
         raise ProductionConfigError(problems)
-    placement, _ = _placement_problems(env)
-    return DeploymentProfile(name=PRODUCTION, settings=load_settings(dict(env)), placement=placement)
+    return DeploymentProfile(name=PRODUCTION, settings=load_settings(dict(env)))
