@@ -71,10 +71,9 @@ def _run_stage(
     work: Callable[[JobHeartbeat], T],
 ) -> T:
     """Record the stage in the audit trail, keep the job's heartbeat going, retry transient failures."""
-    store = jobs.store()
-    store.runs.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
-    with JobHeartbeat(store, job_id, context.run_id) as heartbeat:
-        return _with_transient_retries(context, jobs, job_id, stage, lambda: work(heartbeat))
+    jobs.store().runs.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
+    heartbeat = jobs.keep_alive(job_id, context.run_id)
+    return _with_transient_retries(context, jobs, job_id, stage, lambda: work(heartbeat))
 
 
 @dg.op(
@@ -94,6 +93,9 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
     except ValidationError as error:
         context.log.warning(f"job {job_id} rejected: {error.code}: {error.message}")
         return
+    # From here on the job is running: its heartbeat lasts until the run ends, through any wait for
+    # a generation slot.
+    jobs.keep_alive(job_id, context.run_id)
     context.add_output_metadata({"model": validated.request.model, "credits": float(validated.request.credits),
                                  "seed": validated.request.seed})
     yield dg.Output(validated)

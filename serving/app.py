@@ -136,8 +136,11 @@ class TextToVideo:
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     """The ``videogen`` application; ``args`` override the environment's settings:
     model_cache, registry_path, device, cpu_offload, vae_tiling, max_models_per_replica,
-    max_ongoing_requests, num_replicas, num_gpus."""
+    max_ongoing_requests, num_replicas, num_gpus, num_cpus. ``registry_revision`` is accepted and
+    ignored: bumping it in a RayService's serveConfigV2 makes Serve restart the replicas so that they
+    read an edited registry."""
     args = dict(args or {})
+    args.pop("registry_revision", None)
     settings = load_settings()
     registry = ModelRegistry.from_file(args.get("registry_path", settings.model_registry_path))
     # A replica may load any registered model: it needs what the most demanding one needs.

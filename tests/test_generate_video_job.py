@@ -1,6 +1,7 @@
 """The generate_video job run in-process against real PostgreSQL, the real tiny model and ffmpeg."""
 
 import threading
+import time
 
 import dagster as dg
 import pytest
@@ -121,3 +122,20 @@ def test_launchpad_submission_of_a_bad_request_says_why(store, database_url, tmp
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "width 100 is not allowed: use a multiple of 32" in failure.step_failure_data.user_failure_data.description
     assert store.reads.list(status="rejected")[0]["width"] == "100"
+
+
+def test_the_heartbeat_lasts_the_whole_run_not_each_stage(store, database_url):
+    """Between stages a run may wait for a generation slot (the op pool) longer than the heartbeat
+    timeout; its job must not look like one whose worker died."""
+    jobs = JobsResource(database_url=database_url)
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    store.runs.claim(job_id, "run-1")
+    heartbeat = jobs.keep_alive(job_id, "run-1")
+    assert jobs.keep_alive(job_id, "run-1") is heartbeat  # one per job and run
+    first = store.reads.get(job_id)["heartbeat_at"]
+    deadline = time.monotonic() + 60
+    while store.reads.get(job_id)["heartbeat_at"] == first:  # no stage is running: the run's heartbeat beats
+        assert time.monotonic() < deadline, "the heartbeat stopped between stages"
+        threading.Event().wait(0.2)
+    jobs.teardown_after_execution(None)
+    assert not heartbeat._thread.is_alive()

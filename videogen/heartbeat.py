@@ -37,11 +37,18 @@ class JobHeartbeat:
             except Exception:  # a transient DB error must not kill the worker; the next beat retries
                 pass
 
-    def __enter__(self) -> "JobHeartbeat":
+    def start(self) -> "JobHeartbeat":
         self.beat()
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._interval_s + 5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._interval_s + 5)
+
+    def __enter__(self) -> "JobHeartbeat":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
