@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
-HEAVY = ("torch", "diffusers", "transformers", "pyspark", "great_expectations", "boto3", "cv2")
+HEAVY = ("torch", "diffusers", "transformers", "pyspark", "great_expectations", "boto3", "cv2", "ray")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
