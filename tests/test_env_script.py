@@ -94,3 +94,21 @@ def test_dagster_url_from_a_given_libpq_database_url_keeps_its_options(tmp_path)
         "postgresql://ana:s3cret@db.internal:6432/videogen?sslmode=require",
         "postgresql+psycopg2://ana:s3cret@db.internal:6432/dagster?sslmode=require",
     ]
+
+
+def test_a_port_taken_by_another_program_is_named_with_the_fix(env_script_home):
+    """Another checkout's local PostgreSQL on the same port used to answer for ours (pg_isready on the
+    TCP port), and the next psql on our own socket then failed with a bare exit status."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env.update(VIDEOGEN_HOME=str(env_script_home), VIDEOGEN_PG_PORT=str(port))
+        result = subprocess.run(["bash", "-c", "set -euo pipefail; source scripts/env.sh; echo started"], cwd=REPO,
+                                env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "started" not in result.stdout
+    assert f"error: port {port} on 127.0.0.1 is in use by another program" in result.stderr
+    assert "VIDEOGEN_PG_PORT" in result.stderr and "Traceback" not in result.stderr

@@ -19,6 +19,7 @@ import argparse
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,10 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(_as_server_user(cmd), check=True, capture_output=True, text=True, **kwargs)
 
 
+class PortInUseError(RuntimeError):
+    pass
+
+
 @dataclass(frozen=True)
 class LocalPostgres:
     datadir: Path
@@ -78,10 +83,23 @@ class LocalPostgres:
         return out.stdout.strip()
 
     def is_ready(self) -> bool:
+        """Our server answers: on its own socket, so another server on the same port does not count."""
         result = subprocess.run(
-            [str(_bindir() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+            [str(_bindir() / "pg_isready"), "-h", str(self.socket_dir), "-p", str(self.port)], capture_output=True
         )
         return result.returncode == 0
+
+    def check_port_free(self) -> None:
+        """Before starting: the TCP port must be free, or another program answers for our server."""
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise PortInUseError(
+                    f"port {self.port} on 127.0.0.1 is in use by another program (another checkout's local "
+                    f"PostgreSQL?): set VIDEOGEN_PG_PORT to a free port, or stop that server"
+                ) from None
 
     def initialize(self) -> None:
         if (self.datadir / "PG_VERSION").exists():
@@ -100,6 +118,8 @@ class LocalPostgres:
               "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
 
     def start(self, timeout_s: float = 60.0) -> None:
+        if not self.is_ready():
+            self.check_port_free()
         self.initialize()
         if not self.is_ready():
             _run([str(_bindir() / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.datadir / "server.log"),
@@ -145,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pg = LocalPostgres(args.datadir.resolve(), args.port)
     if args.action == "start":
-        pg.start()
+        try:
+            pg.start()
+        except PortInUseError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         if args.database != DATABASE:
             pg.ensure_database(args.database)
     elif args.action == "stop":
