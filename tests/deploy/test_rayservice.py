@@ -364,10 +364,10 @@ def _surge_replicas(deployment: dict[str, Any]) -> int:
     return math.ceil(scaling["max_replicas"] * deployment.get("max_surge_percent", 0) / 100)
 
 
-def test_dagster_pool_limit_equals_the_serve_capacity():
+def test_dagster_pool_limit_is_the_serve_capacity_plus_one_waiting_request_per_replica():
     deployment = text_to_video()
-    capacity = deployment["autoscaling_config"]["max_replicas"] * deployment["max_ongoing_requests"]
-    assert chart.values()["concurrency"]["pools"]["defaultLimit"] == capacity
+    replicas = deployment["autoscaling_config"]["max_replicas"]
+    assert chart.values()["concurrency"]["pools"]["defaultLimit"] == replicas * (deployment["max_ongoing_requests"] + 1)
 
 
 def test_generate_frames_is_the_only_op_in_a_pool():
