@@ -150,7 +150,7 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
         max_ongoing_requests=int(args.get("max_ongoing_requests", settings.serve_max_ongoing_requests)),
         num_replicas=args.get("num_replicas", 1),
         # Ray gives an actor as many torch/OpenMP threads as CPUs it reserves (OMP_NUM_THREADS): by
-        # default the replica reserves the whole local instance (VIDEOGEN_SERVE_NUM_CPUS), not one core.
+        # default the replica reserves the whole local instance (VIDEOGEN_SERVE_NUM_CPUS).
         ray_actor_options={"num_gpus": num_gpus, "num_cpus": float(args.get("num_cpus", settings.serve_num_cpus))},
     )
     return deployment.bind(

@@ -199,8 +199,10 @@ class Settings(BaseSettings):
                                  default=None)
     serve_port: int = _var("VIDEOGEN_SERVE_PORT", "port of the local Serve app started by videogen serve-models",
                            default=8700, ge=1, le=65535)
-    serve_num_cpus: int = _var("VIDEOGEN_SERVE_NUM_CPUS", "CPUs of the local Ray instance (serve-models)",
-                               default=2, ge=1)
+    # 1 on a 2-core machine: the replica's torch threads follow it, and two threads sharing the cores
+    # with the run workers made each generation 1.4x slower than one thread (benchmarks/serving_benchmark).
+    serve_num_cpus: int = _var("VIDEOGEN_SERVE_NUM_CPUS", "CPUs (and torch threads) of the local Serve replica",
+                               default=1, ge=1)
     serve_max_models_per_replica: int = _var("VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA",
                                              "models a replica keeps loaded (least recently used unloaded)",
                                              default=2, ge=1)
