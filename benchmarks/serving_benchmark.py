@@ -215,18 +215,13 @@ def generation_service(work: Path, timeout_s: float = 300.0) -> Iterator[Serve]:
     log = work / "serve-models.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**base_env(work), "VIDEOGEN_HOME": str(work / "serve-home")}
-    with open(log, "wb") as out:
-        process = start_in_new_session([str(Path(sys.executable).with_name("videogen")), "serve-models",
-                                        "--port", str(port)], log=out, env=env, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    from serving.local import StartupError, start_in_background
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while f"ready {url}" not in log.read_text(errors="replace"):
-            if process.poll() is not None:
-                raise BenchError(f"videogen serve-models exited ({process.returncode}):\n{tail(log)}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"videogen serve-models not ready after {timeout_s:.0f} s:\n{tail(log)}")
-            time.sleep(0.5)
+        process, url = start_in_background(port, log, env=env, timeout_s=timeout_s)
+    except StartupError as error:
+        raise BenchError(str(error)) from None
+    try:
         yield Serve(process, url, log)
     finally:
         stop_session(process, grace_s=60)

@@ -12,13 +12,14 @@ import argparse
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 from videogen.config import load_settings
-from videogen.devtools.processes import descendants, kill_survivors
+from videogen.devtools.processes import descendants, kill_survivors, start_in_new_session, stop_session
 
 # What a local Ray instance (GCS, raylet, Serve controller and proxy) and one CPU replica of the
 # tiny model need, measured on this project's 2-core machine: ~1.6 GiB resident. Below this a
@@ -68,6 +69,31 @@ def wait_until_healthy(url: str, timeout_s: float) -> None:
             last = str(exc)
         time.sleep(0.5)
     raise StartupError(f"the generation service at {url} was not healthy after {timeout_s:.0f} s: {last}")
+
+
+def start_in_background(port: int, log_path: Path, *, env: dict[str, str] | None = None,
+                        timeout_s: float = READY_TIMEOUT_S) -> tuple[subprocess.Popen, str]:
+    """``videogen serve-models --port port`` in a session of its own (stop it with
+    :func:`videogen.devtools.processes.stop_session`); returns it and its URL once it prints ``ready``.
+
+    Raises :class:`StartupError` with its ``error:`` line (or its log's tail) when it cannot start."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = start_in_new_session([str(Path(sys.executable).with_name("videogen")), "serve-models",
+                                        "--port", str(port)], log=log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while f"ready {url}" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None:
+            text = log_path.read_text(errors="replace")
+            errors = [line for line in text.splitlines() if line.startswith("error:")]
+            raise StartupError(errors[-1] if errors else
+                               f"videogen serve-models exited ({process.returncode}): {text[-3000:]}")
+        if time.monotonic() > deadline:
+            stop_session(process)
+            raise StartupError(f"videogen serve-models was not ready after {timeout_s:.0f} s; see {log_path}")
+        time.sleep(0.5)
+    return process, url
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,10 +98,8 @@ def serve_app(tmp_path_factory) -> Iterator[dict]:
     """``videogen serve-models`` on a free port: a local Ray instance, the Serve app, one CPU replica
     keeping at most two models loaded; three tiny models registered (tiny, tiny-b, tiny-c)."""
     import json
-    import sys
-    import time
 
-    from videogen.devtools.processes import session_members, start_in_new_session, stop_session
+    from videogen.devtools.processes import session_members, stop_session
 
     root = tmp_path_factory.mktemp("serve")
     registry = root / "models.json"
@@ -112,19 +110,10 @@ def serve_app(tmp_path_factory) -> Iterator[dict]:
     env = {**os.environ, "VIDEOGEN_HOME": str(root / "home"), "VIDEOGEN_MODEL_REGISTRY": str(registry),
            "VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA": "2", "VIDEOGEN_DEVICE": "cpu"}
     log_path = root / "serve.log"
-    with open(log_path, "wb") as log:
-        process = start_in_new_session([str(Path(sys.executable).with_name("videogen")), "serve-models",
-                                        "--port", str(port)], log=log, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
+    from serving.local import start_in_background
+
+    process, url = start_in_background(port, log_path, env=env)
     try:
-        while f"ready {url}" not in log_path.read_text(errors="replace"):
-            if process.poll() is not None:
-                raise RuntimeError(f"videogen serve-models exited ({process.returncode}): "
-                                   f"{log_path.read_text(errors='replace')[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"videogen serve-models not ready after 300 s; see {log_path}")
-            time.sleep(0.5)
         yield {"url": url, "process": process, "registry": str(registry), "log": log_path, "env": env}
     finally:
         # A graceful stop (SIGTERM) ends Serve, Ray and every agent Ray leaves behind by itself.

@@ -8,12 +8,12 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from tests.waiting import wait_until
 from tests.conftest import create_database
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen.devtools.processes import session_members, start_in_new_session, stop_session
@@ -22,16 +22,6 @@ from videogen.lifecycle import JobStore
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = {"succeeded", "failed", "rejected", "canceled"}
-
-
-def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 @pytest.fixture

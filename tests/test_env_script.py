@@ -25,7 +25,7 @@ def env_script_home():
     try:
         yield home
     finally:
-        if (home / "pgdata" / "postmaster.pid").exists():  # pg_ctl stop, by data directory: never a pkill
+        if (home / "pgdata" / "postmaster.pid").exists():  # pg_ctl stop, by data directory (not by name)
             subprocess.run([sys.executable, "-m", "videogen.devtools.local_postgres", "stop",
                             "--datadir", str(home / "pgdata")], cwd=REPO, check=True, timeout=120)
         shutil.rmtree(home, ignore_errors=True)

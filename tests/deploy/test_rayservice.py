@@ -341,7 +341,9 @@ def test_one_generation_per_gpu_and_replicas_that_follow_the_queue():
     assert deployment["max_ongoing_requests"] == 1
     assert deployment["ray_actor_options"]["num_gpus"] == 1
     scaling = deployment["autoscaling_config"]
-    assert 1 <= scaling["min_replicas"] <= scaling.get("initial_replicas", scaling["min_replicas"]) <= scaling["max_replicas"]
+    assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
+    if "initial_replicas" in scaling:
+        assert scaling["min_replicas"] <= scaling["initial_replicas"] <= scaling["max_replicas"]
     # Ray warns that autoscaling never happens when the target exceeds max_ongoing_requests.
     assert 0 < scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"]
     assert "num_replicas" not in deployment

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from tests.waiting import wait_until
 from videogen.devtools.processes import session_members
 from videogen.errors import JobCanceledError, VideogenError
 from videogen.generation.generate import GenerationParams, generate_frames
@@ -23,16 +23,6 @@ TINY = GenerationParams(prompt="a fox", negative_prompt="", width=64, height=64,
                         guidance_scale=3.0, seed=11)
 LONG = GenerationParams(prompt="a slow fox", negative_prompt="", width=128, height=128, num_frames=25, fps=8,
                         steps=100, guidance_scale=3.0, seed=3)
-
-
-def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def stats(serve_app) -> dict:

@@ -44,25 +44,15 @@ def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = N
         )
 
 
-def start_generation_service(port: int, log_path: Path, timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
-    """``videogen serve-models`` in a session of its own; returns it and its URL once it is ready."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_bytes(b"")
-    with open(log_path, "ab") as log:
-        process = start_in_new_session([str(Path(sys.executable).with_name("videogen")), "serve-models",
-                                        "--port", str(port)], log=log)
-    url = f"http://127.0.0.1:{port}"
-    print(f"starting the generation service (Ray Serve, pid {process.pid}); log: {log_path}", flush=True)
-    deadline = time.monotonic() + timeout_s
-    while f"ready {url}" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None:
-            errors = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("error:")]
-            raise SystemExit(errors[-1] if errors else f"videogen serve-models exited ({process.returncode}); see {log_path}")
-        if time.monotonic() > deadline:
-            stop_session(process)
-            raise SystemExit(f"the generation service was not ready after {timeout_s:.0f} s; see {log_path}")
-        time.sleep(0.5)
-    print(f"generation service ready at {url}", flush=True)
+def start_generation_service(port: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    from serving.local import StartupError, start_in_background
+
+    print(f"starting the generation service (Ray Serve); log: {log_path}", flush=True)
+    try:
+        process, url = start_in_background(port, log_path)
+    except StartupError as error:
+        raise SystemExit(str(error)) from None
+    print(f"generation service ready at {url} (pid {process.pid})", flush=True)
     return process, url
 
 

@@ -8,7 +8,7 @@ leader alone is not enough: a code server whose daemon is gone waits for its run
 finish before it exits (SIGTERM included: Python joins non-daemonic multiprocessing children at
 exit), so a run that hangs keeps its code server alive indefinitely. Hence: SIGTERM the leader's
 process group (a graceful stop), wait until no process of the session is left, SIGKILL every one
-still there. Never ``pkill -f``: a pattern matches other people's processes.
+still there, by pid. Never by matching command names: a pattern matches other people's processes.
 """
 
 from __future__ import annotations

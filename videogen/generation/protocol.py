@@ -1,6 +1,6 @@
 """The wire format between a generation client (the Dagster op) and the Serve app.
 
-Request: ``POST /generate`` with a JSON :class:`GenerateRequest`; the model travels in the
+Request: ``POST /generate`` with the JSON of :func:`request_body`; the model travels in the
 ``serve_multiplexed_model_id`` header too, so Serve routes it to a replica that has it loaded.
 
 Response: a stream of JSON lines, each an event::
@@ -18,29 +18,18 @@ hundreds of megabytes for a real model's clip.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
+
+from videogen.generation.generate import GenerationParams
 
 MODEL_HEADER = "serve_multiplexed_model_id"
 REQUEST_ID_HEADER = "x-videogen-request-id"
 
 
-@dataclass(frozen=True)
-class GenerateRequest:
-    model: str
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    num_frames: int
-    fps: int
-    steps: int
-    guidance_scale: float
-    seed: int
-    request_id: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+def request_body(model: str, params: GenerationParams, request_id: str = "") -> dict[str, Any]:
+    """The JSON body of ``POST /generate``: the model, the request id and the generation parameters."""
+    return {"model": model, "request_id": request_id, **asdict(params)}
 
 
 def event_line(event: str, **fields: Any) -> bytes:

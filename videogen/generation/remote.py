@@ -20,7 +20,7 @@ import requests
 
 from videogen.errors import JobCanceledError, OutOfMemoryError, TransientError, VideogenError
 from videogen.generation.generate import GeneratedVideo, GenerationParams
-from videogen.generation.protocol import MODEL_HEADER, REQUEST_ID_HEADER, GenerateRequest, parse_event
+from videogen.generation.protocol import MODEL_HEADER, REQUEST_ID_HEADER, parse_event, request_body
 
 
 class GenerationUnavailableError(TransientError):
@@ -82,7 +82,7 @@ class RemoteGenerator:
     ) -> GeneratedVideo:
         if should_cancel is not None and should_cancel():
             raise JobCanceledError("generation canceled before it started")
-        body = GenerateRequest(model=model, request_id=request_id, **params.__dict__).to_json()
+        body = request_body(model, params, request_id)
         url = self.base_url.rstrip("/") + "/generate"
         started = time.perf_counter()
         try:
