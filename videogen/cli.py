@@ -5,6 +5,9 @@
     videogen status 42
     videogen list --status failed --user ana
     videogen cancel 42 | videogen retry 42 | videogen db upgrade
+    videogen serve-api                            # the HTTP API (see api/)
+    videogen users create --email ana@example.com --role admin --password-env ANA_PASSWORD --credits 100
+    videogen api-keys create --user-id u_… --name ci
 
 Every command accepts ``--json`` for machine-readable output. Exit status: 0 success, 2 the request
 was rejected or the arguments are invalid, 1 any other error (unknown job, not allowed, database down).
@@ -217,6 +220,71 @@ def cmd_serve_models(args: argparse.Namespace, settings) -> int:
     return serve_models(argv)
 
 
+def cmd_serve_api(args: argparse.Namespace, settings) -> int:
+    import socket
+
+    import uvicorn
+
+    host = args.host or settings.api_host
+    port = int(args.port) if args.port else settings.api_port
+    with socket.socket() as probe:  # a clear line instead of uvicorn's traceback
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            _report_error(args, "port_unavailable", f"cannot listen on {host}:{port} ({error.strerror}); "
+                                                    "set VIDEOGEN_API_PORT or --port to a free port")
+            return EXIT_ERROR
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                log_level="info", proxy_headers=True, timeout_graceful_shutdown=10)
+    return EXIT_OK
+
+
+def _accounts(settings):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(settings.database_url, pool_pre_ping=True)
+    from videogen.accounts.credits import CreditLedger
+    from videogen.accounts.keys import ApiKeys
+    from videogen.accounts.users import Users
+
+    return Users(engine), ApiKeys(engine), CreditLedger(engine)
+
+
+def cmd_users_create(args: argparse.Namespace, settings) -> int:
+    import os
+
+    users, _, ledger = _accounts(settings)
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            _report_error(args, "missing_password", f"the environment variable {args.password_env} is not set")
+            return EXIT_REJECTED
+    user = users.create(args.email, password, role=args.role)
+    if args.credits:
+        ledger.grant(user["id"], args.credits, by="cli", note="granted at creation")
+    user = users.get(user["id"])
+    _emit(args, user, f"user {user['id']} ({user['email']}, {user['role']}), balance {user['credit_balance']}")
+    return EXIT_OK
+
+
+def cmd_users_grant(args: argparse.Namespace, settings) -> int:
+    _, _, ledger = _accounts(settings)
+    balance = ledger.grant(args.user_id, args.amount, by="cli", note=args.note)
+    _emit(args, {"user_id": args.user_id, "credit_balance": balance}, f"user {args.user_id}: balance {balance}")
+    return EXIT_OK
+
+
+def cmd_api_keys_create(args: argparse.Namespace, settings) -> int:
+    users, keys, _ = _accounts(settings)
+    users.get(args.user_id)
+    issued = keys.create(args.user_id, args.name, [s.strip() for s in args.scopes.split(",") if s.strip()])
+    # The key is printed once, to standard output only: the caller stores it.
+    _emit(args, {"id": issued.id, "prefix": issued.prefix, "key": issued.key}, issued.key)
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace, settings) -> int:
     from videogen.db.migrate import upgrade
 
@@ -274,6 +342,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve_models.add_argument("--port", default=None, help="HTTP port (default VIDEOGEN_SERVE_PORT, 8700)")
     serve_models.add_argument("--num-cpus", default=None, help="CPUs of the local Ray instance and the replica (default VIDEOGEN_SERVE_NUM_CPUS, 1)")
     serve_models.set_defaults(func=cmd_serve_models, json=False)
+
+    serve_api = sub.add_parser("serve-api", help="run the HTTP API (uvicorn) until stopped")
+    serve_api.add_argument("--host", default=None, help="address to listen on (default VIDEOGEN_API_HOST, 127.0.0.1)")
+    serve_api.add_argument("--port", type=_bounded_int(1, 65535), default=None,
+                           help="port (default VIDEOGEN_API_PORT, 8800)")
+    serve_api.add_argument("--workers", type=_bounded_int(1, 64), default=1, help="worker processes (default 1)")
+    serve_api.set_defaults(func=cmd_serve_api, json=False)
+
+    users = sub.add_parser("users", help="API accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    create_user = users_sub.add_parser("create", parents=[common], help="create an account")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--role", choices=["user", "support", "admin"], default="user")
+    create_user.add_argument("--password-env", metavar="VAR",
+                             help="read the password from this environment variable (never an argument: "
+                                  "arguments are visible to every user of the machine); none: API keys only")
+    create_user.add_argument("--credits", default=None, help="credits granted at creation")
+    create_user.set_defaults(func=cmd_users_create)
+    grant = users_sub.add_parser("grant", parents=[common], help="add credits to an account")
+    grant.add_argument("user_id")
+    grant.add_argument("amount")
+    grant.add_argument("--note", default=None)
+    grant.set_defaults(func=cmd_users_grant)
+
+    api_keys = sub.add_parser("api-keys", help="API keys of accounts")
+    keys_sub = api_keys.add_subparsers(dest="keys_command", required=True)
+    create_key = keys_sub.add_parser("create", parents=[common], help="create a key; it is printed once")
+    create_key.add_argument("--user-id", required=True)
+    create_key.add_argument("--name", required=True)
+    create_key.add_argument("--scopes", default="read,write", help="comma-separated: read, write")
+    create_key.set_defaults(func=cmd_api_keys_create)
 
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -34,7 +34,7 @@ Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(Device)
 
 # Fields whose values are never echoed in an error message (nor, for these, shown in full in a repr).
-_SECRET_FIELDS = frozenset({"database_url", "spark_conf"})
+_SECRET_FIELDS = frozenset({"database_url", "spark_conf", "api_jwt_secret"})
 
 
 class ConfigError(ValueError):
@@ -212,6 +212,20 @@ class Settings(BaseSettings):
     serve_timeout_s: float = _var("VIDEOGEN_SERVE_TIMEOUT_S",
                                   "longest silence of the generation stream before the client gives up",
                                   default=600.0, gt=0)
+    # HTTP API (videogen serve-api)
+    api_host: str = _var("VIDEOGEN_API_HOST", "address videogen serve-api listens on", default="127.0.0.1")
+    api_port: int = _var("VIDEOGEN_API_PORT", "port of videogen serve-api", default=8800, ge=1, le=65535)
+    api_jwt_secret: str | None = _var("VIDEOGEN_API_JWT_SECRET",
+                                      "key signing access tokens (≥ 32 bytes); unset: one kept in VIDEOGEN_HOME",
+                                      default=None, min_length=32)
+    api_access_token_ttl_s: int = _var("VIDEOGEN_API_ACCESS_TOKEN_TTL_S", "lifetime of an access token, seconds",
+                                       default=900, ge=1)
+    api_refresh_token_ttl_s: int = _var("VIDEOGEN_API_REFRESH_TOKEN_TTL_S", "lifetime of a refresh token, seconds",
+                                        default=86400, ge=1)
+    api_rate_limit_per_s: int = _var("VIDEOGEN_API_RATE_LIMIT_PER_S", "API requests per user per second, all "
+                                     "API processes together", default=20, ge=1)
+    api_max_active_jobs: int = _var("VIDEOGEN_API_MAX_ACTIVE_JOBS", "pending, queued or running jobs a user may "
+                                    "have at once through the API", default=20, ge=1)
     # Lifecycle
     retry_delays_s: tuple[float, ...] = _var("VIDEOGEN_RETRY_DELAYS_S",
                                              "backoff before each retry of a transient failure, seconds",

@@ -55,11 +55,59 @@ class JobCanceledError(VideogenError):
     code = "canceled"
 
 
-class JobNotFoundError(VideogenError):
+class NotFoundError(VideogenError):
+    """The thing asked for does not exist, or is not the caller's to see (HTTP 404)."""
+
     code = "not_found"
+
+
+class JobNotFoundError(NotFoundError):
+    code = "not_found"
+
+
+class UserNotFoundError(NotFoundError):
+    code = "user_not_found"
 
 
 class InvalidTransitionError(VideogenError):
     """A status change that the lifecycle does not allow (e.g. cancel a succeeded job)."""
 
     code = "invalid_transition"
+
+
+class AuthenticationError(VideogenError):
+    """No credentials, or credentials that are expired, tampered with or revoked (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(VideogenError):
+    """Authenticated, but the role or the key's scopes do not allow this action (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class ConflictError(VideogenError):
+    """The request clashes with existing state, e.g. an email already registered (HTTP 409)."""
+
+    code = "conflict"
+
+
+class InsufficientCreditsError(VideogenError):
+    """The user's balance does not cover the job (HTTP 402); ``missing`` says by how much."""
+
+    code = "insufficient_credits"
+
+    def __init__(self, message: str, *, required, balance, missing) -> None:
+        super().__init__(message)
+        self.required, self.balance, self.missing = required, balance, missing
+
+
+class RateLimitedError(VideogenError):
+    """Too many requests, or too many active jobs, for now (HTTP 429); retry after ``retry_after_s``."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s

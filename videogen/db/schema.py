@@ -102,3 +102,77 @@ job_events = sa.Table(
 )
 
 sa.Index("job_events_job_id_idx", job_events.c.job_id, job_events.c.id)
+
+# ── accounts (migration 0003): who may use the API, and what they may spend ────────────────────────
+ROLES = ("user", "support", "admin")
+LEDGER_KINDS = ("grant", "reserve", "refund", "adjust")
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text),
+    sa.Column("role", sa.Text, nullable=False, server_default="user"),
+    sa.Column("credit_balance", sa.Numeric(18, 4), nullable=False, server_default="0"),
+    sa.Column("webhook_secret", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),
+    sa.Column("key_hash", sa.Text, nullable=False),
+    sa.Column("scopes", sa.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("family", sa.Text, nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+credit_ledger = sa.Table(
+    "credit_ledger",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.Text, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric(18, 4), nullable=False),
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id", ondelete="SET NULL")),
+    sa.Column("submission", sa.Integer),
+    sa.Column("note", sa.Text),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+
+api_rate_limits = sa.Table(
+    "api_rate_limits",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("window_start", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+sa.Index("users_email_idx", sa.func.lower(users.c.email), unique=True)
+sa.Index("api_keys_user_idx", api_keys.c.user_id)
+sa.Index("refresh_tokens_family_idx", refresh_tokens.c.family)
+sa.Index("credit_ledger_user_idx", credit_ledger.c.user_id, credit_ledger.c.id)
+# At most one reservation and one refund per job submission: what makes refunds exactly-once.
+sa.Index("credit_ledger_job_once_idx", credit_ledger.c.job_id, credit_ledger.c.submission, credit_ledger.c.kind,
+         unique=True, postgresql_where=credit_ledger.c.job_id.isnot(None))

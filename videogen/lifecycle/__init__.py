@@ -18,12 +18,12 @@ import sqlalchemy as sa
 
 from videogen.lifecycle.operator import JobActions
 from videogen.lifecycle.queue import JobQueue
-from videogen.lifecycle.reads import JobReads
+from videogen.lifecycle.reads import JobPageReads, JobReads
 from videogen.lifecycle.runs import JobRuns
-from videogen.lifecycle.submission import JobRequest, JobSubmissions, Submission
+from videogen.lifecycle.submission import Account, JobRequest, JobSubmissions, Submission
 from videogen.lifecycle.transitions import TRANSITIONS, Transition
 
-__all__ = ["JobActions", "JobQueue", "JobReads", "JobRequest", "JobRuns", "JobStore", "JobSubmissions",
+__all__ = ["Account", "JobActions", "JobPageReads", "JobQueue", "JobReads", "JobRequest", "JobRuns", "JobStore", "JobSubmissions",
            "Submission", "TRANSITIONS", "Transition", "random_seed", "run_key"]
 
 
@@ -34,6 +34,7 @@ class JobStore:
         self.engine = engine
         self.submissions = JobSubmissions(engine)
         self.reads = JobReads(engine)
+        self.pages = JobPageReads(engine)
         self.queue = JobQueue(engine)
         self.runs = JobRuns(engine)
         self.operator = JobActions(engine)

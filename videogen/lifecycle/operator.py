@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from videogen.accounts.credits import reservation_of, reserve_for_job
 from videogen.db.schema import jobs
 from videogen.errors import InvalidTransitionError, JobNotFoundError
 from videogen.lifecycle.transitions import TRANSITIONS, apply_transition
@@ -32,7 +33,8 @@ class JobActions:
     def retry(self, job_id: int) -> int:
         """Send a failed or canceled job back to ``pending`` under a new submission (a new run key).
 
-        Returns the new submission number."""
+        Returns the new submission number. A job whose previous submission reserved credits (an API
+        job) reserves the same price again, or the retry is refused with InsufficientCreditsError."""
         with self.engine.begin() as conn:
             moved = apply_transition(
                 conn, job_id, "retry", stage="submit", message="resubmitted by request",
@@ -42,7 +44,12 @@ class JobActions:
                        "output_sha256": None, "not_before": None},
             )
             if moved:
-                return conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
+                submission = conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
+                previous = reservation_of(conn, job_id)
+                if previous is not None:
+                    reserve_for_job(conn, user_id=previous.user_id, job_id=job_id, submission=submission,
+                                    amount=-previous.amount)
+                return submission
             status = self._status_of(conn, job_id)
         raise InvalidTransitionError(
             f"job {job_id} is {status}; only failed or canceled jobs can be retried"

@@ -54,3 +54,37 @@ class JobReads:
     def status_of(self, job_id: int) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+
+
+class JobPageReads:
+    """Keyset pages of jobs for the API (newest first; the cursor is the last id seen)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def page(self, *, user_id: str | None = None, status: str | None = None, model: str | None = None,
+             created_from: datetime | None = None, created_to: datetime | None = None,
+             before_id: int | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        for column, value in ((jobs.c.user_id, user_id), (jobs.c.status, status), (jobs.c.model, model)):
+            if value is not None:
+                query = query.where(column == value)
+        if created_from is not None:
+            query = query.where(jobs.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(jobs.c.created_at < created_to)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def queue_position(self, job: dict[str, Any]) -> int | None:
+        """Jobs waiting ahead of a pending or queued job (older ones not yet running); None otherwise.
+
+        By submission order: the run queue also weighs priority and per-user limits, so this is the
+        position in the line, not a promise of the start order."""
+        if job["status"] not in ("pending", "queued"):
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+                jobs.c.status.in_(["pending", "queued"]), jobs.c.id < job["id"])).scalar_one()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from videogen.db.schema import REQUEST_PARAMETERS, job_events, jobs
-from videogen.errors import ValidationError
+from videogen.accounts.credits import reserve_for_job
+from videogen.db.schema import ACTIVE_STATUSES, REQUEST_PARAMETERS, job_events, jobs
+from videogen.errors import RateLimitedError, ValidationError
 from videogen.generation.registry import ModelRegistry
 from videogen.validation import validate_request
 
@@ -41,6 +43,17 @@ class Submission:
     created: bool  # False when the idempotency key matched an existing job
     error_code: str | None = None
     error_message: str | None = None
+    credits: Decimal | None = None  # reserved from the user's balance (API submissions)
+
+
+@dataclass(frozen=True)
+class Account:
+    """Limits of an API account, applied in the submission's transaction (the CLI and SQL have none)."""
+
+    reserve_credits: bool = True
+    max_active_jobs: int | None = None
+    # How long a client told "too many active jobs" should wait before trying again.
+    active_jobs_retry_after_s: int = 5
 
 
 def _storable(value: Any) -> Any:
@@ -61,15 +74,24 @@ class JobSubmissions:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def submit(self, request: JobRequest, registry: ModelRegistry | None = None) -> Submission:
-        """Insert a job. With a registry, validate first: an invalid request is stored as ``rejected``."""
+    def submit(self, request: JobRequest, registry: ModelRegistry | None = None,
+               account: Account | None = None) -> Submission:
+        """Insert a job. With a registry, validate first: an invalid request is stored as ``rejected``.
+
+        With an ``account`` (API submissions; needs a registry), a valid job also reserves its price
+        from the user's balance and counts against their active-jobs cap, in the insert's
+        transaction: :class:`InsufficientCreditsError` or :class:`RateLimitedError` then leave no row.
+        """
+        if account is not None and registry is None:
+            raise ValueError("an account's limits need a registry to price the job")
         user_id = str(_storable(request.user_id or "")).strip()
         if not user_id:
             raise ValidationError("user_id is empty; say who submits the job", code="empty_user_id")
         error: ValidationError | None = None
+        price: Decimal | None = None
         if registry is not None:
             try:
-                validate_request(request.__dict__, registry, seed_if_missing=0)
+                price = validate_request(request.__dict__, registry, seed_if_missing=0).credits
             except ValidationError as exc:
                 error = exc
         values = {
@@ -87,10 +109,22 @@ class JobSubmissions:
             values.update(status="rejected", stage="validate", error_code=error.code,
                           error_message=error.message, finished_at=sa.func.now())
         with self.engine.begin() as conn:
+            if account is not None:
+                # One submission of a user at a time past this point: the active-jobs count and the
+                # balance check cannot both pass for two concurrent requests over the limit.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
             if request.idempotency_key is not None:
                 existing = self._by_idempotency_key(conn, user_id, request.idempotency_key)
                 if existing is not None:
                     return existing
+            if account is not None and error is None and account.max_active_jobs is not None:
+                active = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+                    jobs.c.user_id == user_id, jobs.c.status.in_(["pending", *ACTIVE_STATUSES]))).scalar_one()
+                if active >= account.max_active_jobs:
+                    raise RateLimitedError(
+                        f"{active} of your jobs are pending, queued or running (the limit is "
+                        f"{account.max_active_jobs}); submit again when one has finished",
+                        retry_after_s=account.active_jobs_retry_after_s, code="too_many_active_jobs")
             row = conn.execute(
                 pg_insert(jobs).values(**values)
                 .on_conflict_do_nothing(constraint="jobs_user_idempotency_key")
@@ -103,7 +137,12 @@ class JobSubmissions:
             if error is not None:
                 conn.execute(job_events.insert().values(job_id=row.id, status="rejected", stage="validate",
                                                         message=f"{error.code}: {error.message}"))
-        return Submission(row.id, row.status, True, error.code if error else None, error.message if error else None)
+            reserved = None
+            if account is not None and error is None and account.reserve_credits:
+                reserve_for_job(conn, user_id=user_id, job_id=row.id, submission=0, amount=price)
+                reserved = price
+        return Submission(row.id, row.status, True, error.code if error else None, error.message if error else None,
+                          reserved)
 
     @staticmethod
     def _by_idempotency_key(conn: sa.Connection, user_id: str, key: str | None) -> Submission | None:

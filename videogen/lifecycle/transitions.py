@@ -28,7 +28,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from videogen.accounts.credits import refund_jobs
 from videogen.db.schema import TERMINAL_STATUSES, job_events, jobs
+
+# Reaching one of these gives the job's credit reservation back (once per submission), in the same
+# transaction as the status change, whoever makes it (the API, the CLI, a Dagster run, a sensor).
+REFUNDED_STATUSES = frozenset({"failed", "rejected", "canceled"})
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ def apply_transition(
         return False
     conn.execute(job_events.insert().values(job_id=job_id, status=transition.target, stage=stage,
                                             message=message, run_id=run_id))
+    if transition.target in REFUNDED_STATUSES:
+        refund_jobs(conn, [job_id], reason=f"job {transition.target}")
     return True
 
 
@@ -137,4 +144,6 @@ def apply_to_many(
         conn.execute(job_events.insert(), [
             {"job_id": row.id, "status": transition.target, "stage": stage, "run_id": row.run_id,
              "message": message.format(run_id=row.run_id)} for row in moved])
+        if transition.target in REFUNDED_STATUSES:
+            refund_jobs(conn, [row.id for row in moved], reason=f"job {transition.target}")
     return [row.id for row in moved]

@@ -1,0 +1,84 @@
+"""The ASGI application: ``create_app(context)`` for tests and tools, ``app_from_env()`` for uvicorn.
+
+    videogen serve-api [--host H] [--port P] [--workers N]
+
+OpenAPI at ``/docs``; every route of the product under ``/api/v1``; ``/health`` (the process serves)
+and ``/ready`` (the database answers and its schema is at the migrations' head) for load balancers
+and Kubernetes probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.context import ApiContext
+from api.errors import error_body, install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import accounts, admin, jobs
+from videogen.config import load_settings
+
+logger = logging.getLogger("videogen.api")
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from videogen.db.migrate import MIGRATIONS_DIR, alembic_config
+
+    config = alembic_config("postgresql://unused")
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        ctx.close()
+
+    app = FastAPI(title="videogen API", version="1", lifespan=lifespan,
+                  description="Text-to-video generation: submit jobs, follow them, download the videos.")
+    app.state.context = ctx
+    app.state.head_revision = head_revision()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(accounts.router)
+    app.include_router(jobs.router)
+    app.include_router(admin.router)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], responses={503: {"description": "not ready, with the reason"}})
+    async def ready():
+        """Readiness: PostgreSQL answers and the schema is at the migrations' head."""
+
+        def check() -> str | None:
+            try:
+                with ctx.engine.connect() as conn:
+                    current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+                return f"the database is unreachable ({type(exc).__name__})"
+            if current != app.state.head_revision:
+                return f"the database schema is at {current}, not {app.state.head_revision}: run videogen db upgrade"
+            return None
+
+        problem = await run_in_threadpool(check)
+        if problem:
+            return JSONResponse(error_body("not_ready", problem), status_code=503)
+        return {"status": "ready", "schema": app.state.head_revision}
+
+    return app
+
+
+def app_from_env():
+    """uvicorn's factory (``api.app:app_from_env``): settings from the environment."""
+    return create_app(ApiContext.from_settings(load_settings()))

@@ -1,0 +1,91 @@
+"""What every route needs, built once per process from :class:`videogen.config.Settings`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from videogen.accounts.credits import CreditLedger
+from videogen.accounts.keys import ApiKeys
+from videogen.accounts.ratelimit import SharedRateLimiter
+from videogen.accounts.tokens import AccessTokens, RefreshTokens
+from videogen.accounts.users import Users
+from videogen.config import Settings
+from videogen.generation.registry import ModelRegistry
+from videogen.lifecycle import Account, JobStore
+
+JWT_SECRET_FILE = "api-jwt-secret"
+
+
+def jwt_secret(settings: Settings) -> str:
+    """VIDEOGEN_API_JWT_SECRET, or (one machine, embedded defaults) a random key kept in
+    VIDEOGEN_HOME so that every local API process and restart accepts the same tokens."""
+    if settings.api_jwt_secret:
+        return settings.api_jwt_secret
+    path = Path(settings.home) / JWT_SECRET_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    engine: sa.Engine
+    registry: ModelRegistry = field(default_factory=ModelRegistry.from_env)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiContext:
+        engine = sa.create_engine(settings.database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return cls(settings, engine, ModelRegistry.from_file(settings.model_registry_path or None))
+
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore(self.engine)
+
+    @cached_property
+    def users(self) -> Users:
+        return Users(self.engine)
+
+    @cached_property
+    def keys(self) -> ApiKeys:
+        return ApiKeys(self.engine)
+
+    @cached_property
+    def access_tokens(self) -> AccessTokens:
+        return AccessTokens(jwt_secret(self.settings), self.settings.api_access_token_ttl_s)
+
+    @cached_property
+    def refresh_tokens(self) -> RefreshTokens:
+        return RefreshTokens(self.engine, self.settings.api_refresh_token_ttl_s)
+
+    @cached_property
+    def ledger(self) -> CreditLedger:
+        return CreditLedger(self.engine)
+
+    @cached_property
+    def limiter(self) -> SharedRateLimiter:
+        return SharedRateLimiter(self.engine, self.settings.api_rate_limit_per_s)
+
+    @cached_property
+    def account_limits(self) -> Account:
+        return Account(reserve_credits=True, max_active_jobs=self.settings.api_max_active_jobs)
+
+    @cached_property
+    def storage(self):
+        from videogen.storage.factory import storage_from_settings
+
+        return storage_from_settings(self.settings)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,64 @@
+"""FastAPI dependencies: the context, who is calling (JWT bearer or X-API-Key), and the rate limit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.context import ApiContext
+from videogen.accounts.users import Principal
+from videogen.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+
+
+def context(request: Request) -> ApiContext:
+    return request.app.state.context
+
+
+Context = Annotated[ApiContext, Depends(context)]
+
+
+def authenticate(ctx: ApiContext, authorization: str | None, api_key: str | None) -> Principal:
+    if api_key is not None:
+        return ctx.keys.authenticate(api_key.strip())
+    if authorization is None:
+        raise AuthenticationError("authentication required: send 'Authorization: Bearer <access token>' "
+                                  "or 'X-API-Key: <key>'", code="unauthenticated")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("the Authorization header must be 'Bearer <access token>'", code="invalid_token")
+    return ctx.users.principal(ctx.access_tokens.subject(token.strip()))
+
+
+def caller(
+    ctx: Context,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> Principal:
+    principal = authenticate(ctx, authorization, x_api_key)
+    decision = ctx.limiter.hit(principal.user_id)
+    if not decision.allowed:
+        raise RateLimitedError(f"more than {ctx.limiter.per_second} requests per second; retry in "
+                               f"{decision.retry_after_s} s", retry_after_s=decision.retry_after_s)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def require_write(principal: Principal) -> None:
+    if principal.role == "support":
+        raise PermissionDeniedError("support accounts are read-only", code="read_only_role")
+    if "write" not in principal.scopes:
+        raise PermissionDeniedError("this API key has the read scope only", code="read_only_key")
+
+
+def require_admin(principal: Principal) -> None:
+    if principal.role != "admin":
+        raise PermissionDeniedError("this action needs the admin role", code="admin_only")
+    require_write(principal)
+
+
+def require_read_all(principal: Principal) -> None:
+    if not principal.reads_everything:
+        raise PermissionDeniedError("this action needs the admin or support role", code="staff_only")

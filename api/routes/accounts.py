@@ -1,0 +1,70 @@
+"""Sign-up, login, token refresh and logout; the caller's own account, ledger and API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.deps import Caller, Context
+from api.schemas import (ApiKeyCreate, ApiKeyCreated, ApiKeyOut, LedgerEntryOut, Login, MeOut, RefreshRequest, SignUp,
+                         TokenPairOut, UserOut)
+from videogen.accounts.users import Principal
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+def user_out(row: dict) -> UserOut:
+    return UserOut(**{**row, "credit_balance": str(row["credit_balance"])})
+
+
+def _pair(ctx, principal: Principal, refresh_token: str) -> TokenPairOut:
+    return TokenPairOut(access_token=ctx.access_tokens.issue(principal), refresh_token=refresh_token,
+                        expires_in=ctx.access_tokens.ttl_s)
+
+
+@router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+def sign_up(body: SignUp, ctx: Context) -> UserOut:
+    """Create an account with the `user` role and no credits (an admin grants them)."""
+    return user_out(ctx.users.create(body.email, body.password, role="user"))
+
+
+@router.post("/auth/login", response_model=TokenPairOut)
+def log_in(body: Login, ctx: Context) -> TokenPairOut:
+    principal = ctx.users.authenticate(body.email, body.password)
+    return _pair(ctx, principal, ctx.refresh_tokens.start(principal.user_id))
+
+
+@router.post("/auth/refresh", response_model=TokenPairOut)
+def refresh(body: RefreshRequest, ctx: Context) -> TokenPairOut:
+    """Spend a refresh token for a new pair. A token used twice revokes its whole session."""
+    principal, successor = ctx.refresh_tokens.rotate(body.refresh_token)
+    return _pair(ctx, principal, successor)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def log_out(body: RefreshRequest, ctx: Context) -> None:
+    ctx.refresh_tokens.revoke(body.refresh_token)
+
+
+@router.get("/me", response_model=MeOut)
+def me(principal: Caller, ctx: Context) -> MeOut:
+    """The caller's account, credit balance and latest ledger entries."""
+    return MeOut(user=user_out(ctx.users.get(principal.user_id)),
+                 ledger=[LedgerEntryOut(**{**e, "amount": str(e["amount"])}) for e in ctx.ledger.entries(principal.user_id)])
+
+
+@router.post("/me/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+def create_api_key(body: ApiKeyCreate, principal: Caller, ctx: Context) -> ApiKeyCreated:
+    """A key for programs (`X-API-Key` header). The response is the only time the key is shown."""
+    issued = ctx.keys.create(principal.user_id, body.name, body.scopes)
+    row = next(k for k in ctx.keys.list(principal.user_id) if k["id"] == issued.id)
+    return ApiKeyCreated(**row, key=issued.key)
+
+
+@router.get("/me/api-keys", response_model=list[ApiKeyOut])
+def list_api_keys(principal: Caller, ctx: Context) -> list[ApiKeyOut]:
+    return [ApiKeyOut(**row) for row in ctx.keys.list(principal.user_id)]
+
+
+@router.delete("/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_api_key(key_id: int, principal: Caller, ctx: Context) -> None:
+    ctx.keys.revoke(key_id, user_id=principal.user_id)

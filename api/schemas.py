@@ -1,0 +1,151 @@
+"""Request and response bodies of the API (pydantic). Requests refuse unknown fields and coercions
+(strict): ``"64"`` is not a width, a typo'd field is an error rather than a silently ignored option."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from videogen.db.schema import ROLES, STATUSES
+
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SignUp(Strict):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=256)
+
+
+class Login(Strict):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=256)
+
+
+class RefreshRequest(Strict):
+    refresh_token: str = Field(max_length=200)
+
+
+class TokenPairOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str
+    role: str
+    credit_balance: str
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    kind: str
+    amount: str
+    job_id: int | None
+    submission: int | None
+    note: str | None
+    created_at: datetime
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    ledger: list[LedgerEntryOut]
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "write"]] = Field(default_factory=lambda: ["read", "write"], min_length=1)
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    user_id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself, shown this once; only a hash is stored.")
+
+
+class JobCreate(Strict):
+    prompt: str = Field(description="What the video shows (1 to 2000 characters).")
+    negative_prompt: str = ""
+    model: str | None = None
+    width: int | None = None
+    height: int | None = None
+    num_frames: int | None = None
+    fps: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    quality_preset: str | None = None
+    priority: int = Field(default=0, ge=-100, le=100)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str | None
+
+
+class JobOut(BaseModel):
+    id: int
+    user_id: str
+    status: str
+    stage: str | None
+    progress: float
+    queue_position: int | None = Field(description="Jobs ahead of this one in the queue (pending or queued).")
+    prompt: str
+    negative_prompt: str
+    model: str
+    parameters: dict[str, Any]
+    priority: int
+    submission: int
+    attempts: int
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    credits: str | None
+    gpu_seconds: float | None
+    video_url: str | None
+    thumbnail_url: str | None
+    error: JobError | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class JobEventOut(BaseModel):
+    id: int
+    status: str
+    stage: str | None
+    message: str | None
+    run_id: str | None
+    created_at: datetime
+
+
+class CreditGrant(Strict):
+    amount: str | int | float = Field(description="Credits to add, > 0, at most 4 decimals.")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class RoleChange(Strict):
+    role: Role  # type: ignore[valid-type]

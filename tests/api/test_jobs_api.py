@@ -1,0 +1,191 @@
+"""Jobs through the API: submit (credits reserved), read, list, cancel (refund), retry, events,
+roles and visibility, and every bad input with the status and message a client sees."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from tests.api.conftest import make_account
+from tests.api.test_auth import error_of
+from videogen.db.schema import credit_ledger, jobs, users
+from videogen.lifecycle import JobStore
+
+TINY = {"prompt": "a red fox running in snow", "width": 64, "height": 64, "num_frames": 9, "steps": 4}
+TINY_PRICE = Decimal("0.1475")  # 9 × 64 × 64 × 4 / 1e6, rounded up to 4 decimals
+
+
+def balance(api, user_id: str) -> Decimal:
+    with api.engine.connect() as conn:
+        return conn.execute(sa.select(users.c.credit_balance).where(users.c.id == user_id)).scalar_one()
+
+
+def test_submit_reserves_the_price_and_returns_the_job(api, user):
+    with api.client(**user.headers) as http:
+        response = http.post("/api/v1/jobs", json=TINY)
+        assert response.status_code == 201, response.text
+        job = response.json()
+        assert job["status"] == "pending" and job["user_id"] == user.id and job["model"] == "tiny"
+        assert job["parameters"]["width"] == 64 and job["queue_position"] is not None
+        assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+        assert http.get(f"/api/v1/jobs/{job['id']}").json()["id"] == job["id"]
+        events = http.get(f"/api/v1/jobs/{job['id']}/events").json()
+        assert [(e["status"], e["stage"]) for e in events] == [("pending", "submit")]
+        me = http.get("/api/v1/me").json()
+        assert [(e["kind"], e["amount"], e["job_id"]) for e in me["ledger"][:2]] == [
+            ("reserve", f"-{TINY_PRICE}", job["id"]), ("grant", "100.0000", None)]
+
+
+def test_the_same_idempotency_key_returns_the_same_job_once_charged(api, user):
+    with api.client(**user.headers) as http:
+        first = http.post("/api/v1/jobs", json=TINY, headers={"Idempotency-Key": "batch-7"})
+        again = http.post("/api/v1/jobs", json=TINY, headers={"Idempotency-Key": "batch-7"})
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert first.json()["id"] == again.json()["id"]
+        assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+        bad = http.post("/api/v1/jobs", json=TINY, headers={"Idempotency-Key": "x" * 201})
+        assert error_of(bad) == (422, "invalid_idempotency_key",
+                                 "Idempotency-Key must be 1 to 200 printable characters")
+
+
+def test_cancel_refunds_once_and_retry_reserves_again(api, user):
+    with api.client(**user.headers) as http:
+        job = http.post("/api/v1/jobs", json=TINY).json()
+        canceled = http.post(f"/api/v1/jobs/{job['id']}/cancel")
+        assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+        assert balance(api, user.id) == Decimal("100")
+        again = http.post(f"/api/v1/jobs/{job['id']}/cancel")
+        assert error_of(again) == (409, "invalid_transition",
+                                   f"job {job['id']} is canceled; only pending, queued or running jobs can be canceled")
+        assert balance(api, user.id) == Decimal("100")  # no second refund
+        retried = http.post(f"/api/v1/jobs/{job['id']}/retry")
+        assert retried.status_code == 200 and retried.json()["status"] == "pending"
+        assert retried.json()["submission"] == 1
+        assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+    with api.engine.connect() as conn:
+        kinds = conn.execute(sa.select(credit_ledger.c.kind, credit_ledger.c.submission)
+                             .where(credit_ledger.c.job_id == job["id"]).order_by(credit_ledger.c.id)).all()
+    assert [tuple(k) for k in kinds] == [("reserve", 0), ("refund", 0), ("reserve", 1)]
+
+
+def test_a_failure_inside_the_lifecycle_refunds_exactly_once(api, user):
+    """The refund is part of the transition, so a failure reported by a Dagster run refunds too."""
+    with api.client(**user.headers) as http:
+        job = http.post("/api/v1/jobs", json=TINY).json()
+    store = JobStore(api.engine)
+    store.queue.mark_queued({job["id"]: "run-1"})
+    assert store.runs.claim(job["id"], "run-1")
+    assert store.runs.fail(job["id"], run_id="run-1", code="out_of_memory", message="CUDA out of memory")
+    assert not store.runs.fail(job["id"], run_id="run-1", code="out_of_memory", message="again")
+    assert balance(api, user.id) == Decimal("100")
+
+
+def test_insufficient_credits_is_402_with_the_missing_amount_and_no_job(api):
+    poor = make_account(api, credits="0.1")
+    with api.client(**poor.headers) as http:
+        response = http.post("/api/v1/jobs", json=TINY)
+    assert response.status_code == 402
+    body = response.json()["error"]
+    assert body == {"code": "insufficient_credits", "required": "0.1475", "balance": "0.1000", "missing": "0.0475",
+                    "message": "this job costs 0.1475 credits and the balance is 0.1000: 0.0475 credits are missing"}
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.user_id == poor.id)).scalar() == 0
+
+
+def test_an_invalid_request_is_422_stored_rejected_and_not_charged(api, user):
+    with api.client(**user.headers) as http:
+        response = http.post("/api/v1/jobs", json={**TINY, "width": 63})
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "invalid_width" and "width" in error["message"]
+        stored = http.get(f"/api/v1/jobs/{error['job_id']}").json()
+        assert stored["status"] == "rejected" and stored["error"]["code"] == "invalid_width"
+    assert balance(api, user.id) == Decimal("100")
+
+
+def test_users_see_only_their_jobs_support_reads_all_and_writes_nothing(api, user, support, admin):
+    other = make_account(api)
+    with api.client(**user.headers) as http:
+        mine = http.post("/api/v1/jobs", json=TINY).json()
+    with api.client(**other.headers) as http:
+        assert error_of(http.get(f"/api/v1/jobs/{mine['id']}")) == (404, "not_found", f"job {mine['id']} does not exist")
+        assert error_of(http.get("/api/v1/jobs/999999999")) == (404, "not_found", "job 999999999 does not exist")
+        assert error_of(http.post(f"/api/v1/jobs/{mine['id']}/cancel"))[0] == 404
+        assert http.get("/api/v1/jobs").json()["items"] == []
+        assert error_of(http.get("/api/v1/jobs", params={"user_id": user.id})) == (
+            403, "staff_only", "listing another user's jobs needs the admin or support role")
+    with api.client(**support.headers) as http:
+        assert http.get(f"/api/v1/jobs/{mine['id']}").json()["id"] == mine["id"]
+        assert [j["id"] for j in http.get("/api/v1/jobs", params={"user_id": user.id}).json()["items"]][0] == mine["id"]
+        assert error_of(http.post(f"/api/v1/jobs/{mine['id']}/cancel")) == (
+            403, "read_only_role", "support accounts are read-only")
+        assert error_of(http.post("/api/v1/jobs", json=TINY)) == (403, "read_only_role", "support accounts are read-only")
+        assert error_of(http.post(f"/api/v1/users/{user.id}/credits", json={"amount": 5})) == (
+            403, "admin_only", "this action needs the admin role")
+        assert http.get("/api/v1/users").status_code == 200
+    with api.client(**admin.headers) as http:
+        assert http.post(f"/api/v1/jobs/{mine['id']}/cancel").json()["status"] == "canceled"
+        granted = http.post(f"/api/v1/users/{user.id}/credits", json={"amount": "2.5", "note": "welcome"})
+        assert granted.status_code == 200 and Decimal(granted.json()["credit_balance"]) == balance(api, user.id)
+    with api.client(**user.headers) as http:
+        assert error_of(http.get("/api/v1/users")) == (403, "staff_only", "this action needs the admin or support role")
+
+
+def test_listing_pages_with_a_cursor_and_filters(api):
+    owner = make_account(api)
+    with api.client(**owner.headers) as http:
+        ids = [http.post("/api/v1/jobs", json=TINY).json()["id"] for _ in range(5)]
+        http.post(f"/api/v1/jobs/{ids[0]}/cancel")
+        first = http.get("/api/v1/jobs", params={"limit": 2}).json()
+        second = http.get("/api/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+        third = http.get("/api/v1/jobs", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+        assert [j["id"] for j in first["items"] + second["items"] + third["items"]] == ids[::-1]
+        assert third["next_cursor"] is None
+        canceled = http.get("/api/v1/jobs", params={"status": "canceled"}).json()["items"]
+        assert [j["id"] for j in canceled] == [ids[0]]
+        assert http.get("/api/v1/jobs", params={"model": "other"}).json()["items"] == []
+        bad = http.get("/api/v1/jobs", params={"status": "done"})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameter"
+        assert "status" in bad.json()["error"]["message"]
+
+
+def test_bad_bodies_get_a_clear_status_and_message(api, user):
+    with api.client(**user.headers) as http:
+        malformed = http.post("/api/v1/jobs", content=b'{"prompt": "a fox",', headers={"Content-Type": "application/json"})
+        assert error_of(malformed)[:2] == (422, "malformed_json")
+        assert error_of(http.post("/api/v1/jobs", json={**TINY, "width": "64"})) == (
+            422, "invalid_body", "width: Input should be a valid integer")
+        assert error_of(http.post("/api/v1/jobs", json={**TINY, "colour": "red"})) == (
+            422, "invalid_body", "colour: unknown field")
+        assert error_of(http.post("/api/v1/jobs", json={"width": 64})) == (422, "invalid_body", "prompt: required")
+        too_big = http.post("/api/v1/jobs", json={**TINY, "prompt": "x" * (65 * 1024)})
+        assert error_of(too_big) == (413, "body_too_large", "the request body is larger than 64 KiB")
+        assert error_of(http.post(f"/api/v1/users/{user.id}/credits", json={"amount": -5}))[0] == 403
+
+
+def test_sql_metacharacters_are_data_and_nul_bytes_are_refused_with_a_reason(api, user):
+    sneaky = "a fox'); DROP TABLE jobs; -- \" \\ %s $1"
+    with api.client(**user.headers) as http:
+        stored = http.post("/api/v1/jobs", json={**TINY, "prompt": sneaky, "negative_prompt": "' OR 1=1 --"})
+        assert stored.status_code == 201 and stored.json()["prompt"] == sneaky
+        nul = http.post("/api/v1/jobs", json={**TINY, "prompt": "a fox\u0000 in snow"})
+        assert nul.status_code == 422 and nul.json()["error"]["code"] == "control_characters"
+        assert nul.json()["error"]["message"] == "prompt contains a NUL byte at character 5; remove it and resubmit"
+        login = http.post("/api/v1/auth/login", json={"email": "a\u0000@example.com", "password": "' OR 1=1 --xx"})
+        assert error_of(login) == (401, "invalid_credentials", "wrong email or password")
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(jobs.c.prompt).where(jobs.c.id == stored.json()["id"])).scalar() == sneaky
+
+
+def test_credit_grants_refuse_negative_and_non_numeric_amounts(api, admin, user):
+    with api.client(**admin.headers) as http:
+        for amount, message in ((-5, "amount must be greater than 0, got '-5'"),
+                                ("ten", "amount must be a number, got 'ten'"),
+                                ("1.00001", "amount has at most 4 decimals, got '1.00001'"),
+                                ("NaN", "amount must be a finite number, got 'NaN'")):
+            assert error_of(http.post(f"/api/v1/users/{user.id}/credits", json={"amount": amount})) == (
+                422, "invalid_amount", message)
+        assert error_of(http.post("/api/v1/users/u_nobody/credits", json={"amount": 1})) == (
+            404, "user_not_found", "user u_nobody does not exist")
+    assert balance(api, user.id) == Decimal("100")

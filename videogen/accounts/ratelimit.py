@@ -1,0 +1,49 @@
+"""A per-user request rate limit shared by every API process: one counter per user and second in
+PostgreSQL (``api_rate_limits``, UNLOGGED), incremented with one upsert per request.
+
+A fixed one-second window: at most ``limit`` requests are admitted per user per wall-clock second,
+whichever process serves them. Old windows are deleted now and then by whichever request sees it is
+time (no background job to run).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from videogen.db.schema import api_rate_limits
+
+CLEANUP_PROBABILITY = 0.01
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    count: int
+    retry_after_s: int
+
+
+class SharedRateLimiter:
+    def __init__(self, engine: sa.Engine, per_second: int) -> None:
+        self.engine, self.per_second = engine, per_second
+
+    def hit(self, user_id: str, *, now: float | None = None) -> RateDecision:
+        moment = time.time() if now is None else now
+        window = int(moment)
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                pg_insert(api_rate_limits).values(user_id=user_id, window_start=window, count=1)
+                .on_conflict_do_update(index_elements=["user_id", "window_start"],
+                                       set_={"count": api_rate_limits.c.count + 1})
+                .returning(api_rate_limits.c.count)
+            ).scalar_one()
+            if random.random() < CLEANUP_PROBABILITY:
+                conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 60))
+        if count <= self.per_second:
+            return RateDecision(True, count, 0)
+        return RateDecision(False, count, max(1, math.ceil(window + 1 - moment)))
