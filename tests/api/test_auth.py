@@ -20,7 +20,7 @@ def test_health_ready_and_openapi(api):
     with api.client() as http:
         assert http.get("/health").json() == {"status": "ok"}
         ready = http.get("/ready")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "schema": "0003"}
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "schema": "0004"}
         paths = http.get("/openapi.json").json()["paths"]
         assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/stream", "/api/v1/me",
                 "/api/v1/auth/login"} <= set(paths)

@@ -78,6 +78,8 @@ jobs = sa.Table(
     sa.Column("credits", sa.Numeric(18, 4)),
     sa.Column("error_code", sa.Text),
     sa.Column("error_message", sa.Text),
+    # Where the final status is POSTed (migration 0004; API submissions).
+    sa.Column("callback_url", sa.Text),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="jobs_status_check"
     ),
@@ -176,3 +178,52 @@ sa.Index("credit_ledger_user_idx", credit_ledger.c.user_id, credit_ledger.c.id)
 # At most one reservation and one refund per job submission: what makes refunds exactly-once.
 sa.Index("credit_ledger_job_once_idx", credit_ledger.c.job_id, credit_ledger.c.submission, credit_ledger.c.kind,
          unique=True, postgresql_where=credit_ledger.c.job_id.isnot(None))
+
+# ── webhooks and erasures (migration 0004) ─────────────────────────────────────────────────────────
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+)
+sa.Index("webhook_deliveries_due_idx", webhook_deliveries.c.next_attempt_at,
+         postgresql_where=webhook_deliveries.c.state == "pending")
+sa.Index("webhook_deliveries_job_idx", webhook_deliveries.c.job_id)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("delivery_id", sa.BigInteger, sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+sa.Index("webhook_attempts_delivery_idx", webhook_attempts.c.delivery_id, webhook_attempts.c.id)
+
+account_erasures = sa.Table(
+    "account_erasures",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("anonymized_user_id", sa.Text, nullable=False),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("jobs_anonymized", sa.Integer, nullable=False),
+    sa.Column("objects_deleted", sa.Integer, nullable=False),
+    sa.Column("keys_revoked", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
