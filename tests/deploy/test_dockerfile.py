@@ -4,11 +4,14 @@ Rules: multi-stage (builder with build tools, slim runtime); every base image pi
 a non-root numeric USER in both final targets (cpu, gpu); torch pinned to 2.13.0, CUDA wheels for
 gpu and CPU wheels for cpu; the project installed with ``pip install -c constraints.txt .``; no
 model weights in the image (the model cache is a mounted volume); the code server exposed on 3030
-with a pass-through entrypoint; .dockerignore keeps local state and caches out of the context.
+with a pass-through entrypoint; the cpu image can run the HTTP API (``videogen serve-api``: fastapi
+and uvicorn direct dependencies, the ``api`` package installed); .dockerignore keeps local state and
+caches out of the context.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import stat
@@ -294,6 +297,88 @@ def test_spark_settings_of_the_cpu_image_match_the_spark_conf(dockerfile):
     assert f"hadoop-client-api-{args['HADOOP_AWS_VERSION']}.jar" in jars
 
 
+def test_cpu_image_can_run_the_http_api(dockerfile):
+    """k8s/api/api.yaml runs `videogen serve-api` (FastAPI on uvicorn) in the cpu image."""
+    import fnmatch
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    # The command is the project's console script, installed into /opt/venv/bin (on PATH).
+    assert project["project"]["scripts"]["videogen"] == "videogen.cli:main"
+    assert "/opt/venv/bin" in dockerfile.effective_env("cpu")["PATH"]
+    # The web stack is a direct, pinned dependency (not an accident of ray[serve]'s extras), at the
+    # version constraints.txt resolves.
+    constraints = {}
+    for line in (REPO_ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, _, version = line.split(";")[0].strip().partition("==")
+            constraints[normalize(name)] = version.strip()
+    direct = {normalize(r.name): r for r in map(Requirement, project["project"]["dependencies"])}
+    for package in ("fastapi", "uvicorn"):
+        assert package in direct, f"{package} is not a direct dependency in pyproject.toml"
+        pins = [s.version for s in direct[package].specifier if s.operator == "=="]
+        assert pins == [constraints[package]], f"{package}: pyproject {direct[package]} vs constraints {constraints.get(package)}"
+    # The top-level package `api` is installed by `pip install .` and reaches the build context.
+    includes = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert any(fnmatch.fnmatch("api", pattern) for pattern in includes), f"`api` is not in packages.find: {includes}"
+    assert not is_ignored("api/__init__.py")
+    # Every third-party module the API's code imports (jwt, argon2, fastapi, ...) is installed by
+    # `pip install .`: it belongs to a dependency of pyproject.toml or to one of theirs (not only to
+    # the test extra or to the development environment).
+    installed = dependency_closure(project["project"]["dependencies"])
+    assert {"fastapi", "starlette", "uvicorn"} <= installed and not {"pytest", "moto"} & installed  # the walk itself
+    first_party = {p.split("*")[0] for p in includes}
+    providers = importlib.metadata.packages_distributions()
+    for package in ("api", "videogen"):  # the API's own code and the library it runs on
+        for module in sorted(third_party_imports(REPO_ROOT / package, first_party)):
+            dists = {normalize(d) for d in providers.get(module, [])}
+            assert dists & installed, f"{package}/ imports {module} ({dists or 'not installed'}), which `pip install .` does not install"
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def dependency_closure(requirements: list[str]) -> set[str]:
+    """The distributions `pip install` brings for ``requirements`` (extras included), read from the
+    metadata of the environment the tests run in (installed from the same constraints.txt)."""
+    from packaging.requirements import Requirement
+
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending = [Requirement(r) for r in requirements]
+    while pending:
+        requirement = pending.pop()
+        key = (normalize(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for raw in dist.requires or []:
+            sub = Requirement(raw)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in requirement.extras or {""}):
+                pending.append(sub)
+    return {name for name, _ in seen}
+
+
+def third_party_imports(package: Path, first_party: set[str]) -> set[str]:
+    import ast
+    import sys
+
+    modules: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    return {m for m in modules if m not in sys.stdlib_module_names and m not in first_party and m != "__future__"}
+
+
 # --- .dockerignore -------------------------------------------------------------------------------
 
 
@@ -357,7 +442,8 @@ def test_dockerignore_keeps_local_state_and_caches_out(path):
 @pytest.mark.parametrize(
     "path",
     ["pyproject.toml", "constraints.txt", "README.md", "definitions.py", "videogen/config.py",
-     "pipelines/generate_video.py", "resources/database.py", "sensors/job_requests.py", "k8s/image/entrypoint.sh"],
+     "pipelines/generate_video.py", "resources/database.py", "sensors/job_requests.py", "k8s/image/entrypoint.sh",
+     "api/__init__.py", "api/app.py"],
 )
 def test_dockerignore_keeps_what_the_image_needs(path):
     assert not is_ignored(path), path

@@ -59,6 +59,7 @@ def test_the_expected_manifests_exist():
         "minio/minio.yaml",
         "jobs/add-model.yaml",
         "ray/rayservice.yaml",
+        "api/api.yaml",
     ):
         assert expected in names
 
@@ -85,7 +86,7 @@ def test_namespaced_objects_live_in_the_videogen_namespace(document):
 def test_secret_template_holds_placeholders_only():
     path = K8S_DIR / "secrets" / "secrets.example.yaml"
     secrets = load_documents(path)
-    assert {s["metadata"]["name"] for s in secrets} == {"videogen-dagster-postgresql", "videogen-secrets", "videogen-s3"}
+    assert {s["metadata"]["name"] for s in secrets} == {"videogen-dagster-postgresql", "videogen-secrets", "videogen-s3", "videogen-api"}
     for secret in secrets:
         assert "data" not in secret, "base64 data hides what is in the template; use stringData placeholders"
         for key, value in secret["stringData"].items():
