@@ -96,6 +96,9 @@ class JobCreate(Strict):
     seed: int | None = None
     quality_preset: str | None = None
     priority: int = Field(default=0, ge=-100, le=100)
+    callback_url: str | None = Field(default=None, max_length=2048, description=(
+        "POSTed a signed JSON body when the job reaches a final status (needs a webhook secret: "
+        "POST /api/v1/me/webhook-secret). Public http(s) addresses only."))
 
 
 class JobError(BaseModel):
@@ -149,3 +152,7 @@ class CreditGrant(Strict):
 
 class RoleChange(Strict):
     role: Role  # type: ignore[valid-type]
+
+
+class WebhookSecretOut(BaseModel):
+    webhook_secret: str = Field(description="Signs your webhooks (HMAC-SHA256); shown this once.")

@@ -8,13 +8,13 @@ from pipelines.submit_prompt import submit_prompt
 from resources.generation import generation_from_env
 from resources.jobs import jobs_from_env
 from resources.storage import storage_from_env
-from sensors import job_reconciliation_sensor, pending_jobs_sensor
+from sensors import job_reconciliation_sensor, pending_jobs_sensor, webhook_deliveries_sensor
 
 
 def generation_defs() -> dg.Definitions:
     return dg.Definitions(
         jobs=[generate_video, submit_prompt, purge_expired_outputs],
-        sensors=[pending_jobs_sensor, job_reconciliation_sensor],
+        sensors=[pending_jobs_sensor, job_reconciliation_sensor, webhook_deliveries_sensor],
         schedules=[retention_schedule],
         resources={
             "jobs": jobs_from_env(),

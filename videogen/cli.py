@@ -233,7 +233,7 @@ def cmd_serve_api(args: argparse.Namespace, settings) -> int:
             probe.bind((host, port))
         except OSError as error:
             _report_error(args, "port_unavailable", f"cannot listen on {host}:{port} ({error.strerror}); "
-                                                    "set VIDEOGEN_API_PORT or --port to a free port")
+                                                    "set VIDEOGEN_API_LISTEN_PORT or --port to a free port")
             return EXIT_ERROR
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
                 log_level="info", proxy_headers=True, timeout_graceful_shutdown=10)
@@ -344,9 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_models.set_defaults(func=cmd_serve_models, json=False)
 
     serve_api = sub.add_parser("serve-api", help="run the HTTP API (uvicorn) until stopped")
-    serve_api.add_argument("--host", default=None, help="address to listen on (default VIDEOGEN_API_HOST, 127.0.0.1)")
+    serve_api.add_argument("--host", default=None, help="address to listen on (default VIDEOGEN_API_LISTEN_HOST, 127.0.0.1)")
     serve_api.add_argument("--port", type=_bounded_int(1, 65535), default=None,
-                           help="port (default VIDEOGEN_API_PORT, 8800)")
+                           help="port (default VIDEOGEN_API_LISTEN_PORT, 8800)")
     serve_api.add_argument("--workers", type=_bounded_int(1, 64), default=1, help="worker processes (default 1)")
     serve_api.set_defaults(func=cmd_serve_api, json=False)
 

@@ -212,9 +212,10 @@ class Settings(BaseSettings):
     serve_timeout_s: float = _var("VIDEOGEN_SERVE_TIMEOUT_S",
                                   "longest silence of the generation stream before the client gives up",
                                   default=600.0, gt=0)
-    # HTTP API (videogen serve-api)
-    api_host: str = _var("VIDEOGEN_API_HOST", "address videogen serve-api listens on", default="127.0.0.1")
-    api_port: int = _var("VIDEOGEN_API_PORT", "port of videogen serve-api", default=8800, ge=1, le=65535)
+    # HTTP API (videogen serve-api). Not VIDEOGEN_API_PORT/_HOST: Kubernetes sets those (as tcp://…) in every
+    # pod of a namespace with a Service named videogen-api (docker-link variables).
+    api_host: str = _var("VIDEOGEN_API_LISTEN_HOST", "address videogen serve-api listens on", default="127.0.0.1")
+    api_port: int = _var("VIDEOGEN_API_LISTEN_PORT", "port of videogen serve-api", default=8800, ge=1, le=65535)
     api_jwt_secret: str | None = _var("VIDEOGEN_API_JWT_SECRET",
                                       "key signing access tokens (≥ 32 bytes); unset: one kept in VIDEOGEN_HOME",
                                       default=None, min_length=32)
@@ -226,6 +227,9 @@ class Settings(BaseSettings):
                                      "API processes together", default=20, ge=1)
     api_max_active_jobs: int = _var("VIDEOGEN_API_MAX_ACTIVE_JOBS", "pending, queued or running jobs a user may "
                                     "have at once through the API", default=20, ge=1)
+    webhook_allow_private: bool = _var("VIDEOGEN_WEBHOOK_ALLOW_PRIVATE", "let callback URLs reach loopback, "
+                                       "link-local and private addresses (a test or on-premises setup)",
+                                       default=False)
     # Lifecycle
     retry_delays_s: tuple[float, ...] = _var("VIDEOGEN_RETRY_DELAYS_S",
                                              "backoff before each retry of a transient failure, seconds",

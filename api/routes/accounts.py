@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import Caller, Context
+from api.deps import Caller, Context, require_write
 from api.schemas import (ApiKeyCreate, ApiKeyCreated, ApiKeyOut, LedgerEntryOut, Login, MeOut, RefreshRequest, SignUp,
-                         TokenPairOut, UserOut)
+                         TokenPairOut, UserOut, WebhookSecretOut)
 from videogen.accounts.users import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -68,3 +68,10 @@ def list_api_keys(principal: Caller, ctx: Context) -> list[ApiKeyOut]:
 @router.delete("/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_api_key(key_id: int, principal: Caller, ctx: Context) -> None:
     ctx.keys.revoke(key_id, user_id=principal.user_id)
+
+
+@router.post("/me/webhook-secret", status_code=status.HTTP_201_CREATED, response_model=WebhookSecretOut)
+def rotate_webhook_secret(principal: Caller, ctx: Context) -> WebhookSecretOut:
+    """A new secret for your webhooks' signatures (the previous one stops at once). Shown this once."""
+    require_write(principal)
+    return WebhookSecretOut(webhook_secret=ctx.users.rotate_webhook_secret(principal.user_id))

@@ -27,6 +27,7 @@ from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
 from videogen.lifecycle import JobRequest
 from videogen.storage.job_outputs import job_key
+from videogen.webhooks import check_callback_url
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -93,6 +94,11 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
     """Submit a generation request. Its price in credits is reserved from the balance at once and
     given back if the job ends rejected, failed or canceled."""
     require_write(principal)
+    if body.callback_url is not None:
+        check_callback_url(body.callback_url, allow_private=ctx.settings.webhook_allow_private)
+        if not ctx.users.has_webhook_secret(principal.user_id):
+            raise ValidationError("a callback_url needs a webhook secret to sign its calls: create one with "
+                                  "POST /api/v1/me/webhook-secret", code="no_webhook_secret")
     request = JobRequest(user_id=principal.user_id, idempotency_key=_idempotency_key(idempotency_key),
                          **body.model_dump())
     submission = ctx.store.submissions.submit(request, registry=ctx.registry, account=ctx.account_limits)

@@ -406,14 +406,6 @@ def service_link_variables(service: dict[str, Any]) -> set[str]:
     return names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: videogen/config.py reads VIDEOGEN_API_PORT (api_port), which the Service videogen-api "
-           "sets to tcp://<cluster IP>:80 in every pod of the namespace that keeps service links (code location, "
-           "run pods, `kubectl run ... videogen db upgrade`): load_settings fails there. Fix: read the listening "
-           "port from a variable outside the link names (e.g. VIDEOGEN_API_LISTEN_PORT) or only from --port; "
-           "then remove this marker (strict: the test fails once the collision is gone).",
-)
 def test_service_link_variables_of_the_api_collide_with_no_setting(objects):
     """Every pod of the namespace that keeps service links (the code location, the run pods, the Ray
     pods, a `kubectl run` of the cpu image) receives VIDEOGEN_API_PORT=tcp://<ip>:80 and the like

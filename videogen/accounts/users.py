@@ -141,3 +141,16 @@ class Users:
             if conn.execute(users.update().where(users.c.id == user_id).values(role=role)).rowcount == 0:
                 raise UserNotFoundError(f"user {user_id} does not exist")
         return self.get(user_id)
+
+    def rotate_webhook_secret(self, user_id: str) -> str:
+        """A new secret signing this user's webhooks (the old one stops at once); shown once."""
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            if conn.execute(users.update().where(users.c.id == user_id, users.c.deleted_at.is_(None))
+                            .values(webhook_secret=secret)).rowcount == 0:
+                raise UserNotFoundError(f"user {user_id} does not exist")
+        return secret
+
+    def has_webhook_secret(self, user_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.select(users.c.webhook_secret).where(users.c.id == user_id)).scalar())

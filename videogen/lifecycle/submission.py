@@ -34,6 +34,7 @@ class JobRequest:
     quality_preset: Any = None
     priority: int = 0
     idempotency_key: str | None = None
+    callback_url: str | None = None  # checked by the caller (videogen.webhooks.check_callback_url)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class JobSubmissions:
             "negative_prompt": _as_text(request.negative_prompt) or "",
             "priority": int(request.priority),
             "idempotency_key": request.idempotency_key,
+            "callback_url": request.callback_url,
         }
         for name in REQUEST_PARAMETERS:
             raw = getattr(request, name)

@@ -30,9 +30,12 @@ import sqlalchemy as sa
 
 from videogen.accounts.credits import refund_jobs
 from videogen.db.schema import TERMINAL_STATUSES, job_events, jobs
+from videogen.webhooks import enqueue_for_jobs
 
 # Reaching one of these gives the job's credit reservation back (once per submission), in the same
 # transaction as the status change, whoever makes it (the API, the CLI, a Dagster run, a sensor).
+# Reaching any final status also records the job's webhook delivery (if it has a callback URL) in
+# that transaction.
 REFUNDED_STATUSES = frozenset({"failed", "rejected", "canceled"})
 
 
@@ -112,6 +115,8 @@ def apply_transition(
                                             message=message, run_id=run_id))
     if transition.target in REFUNDED_STATUSES:
         refund_jobs(conn, [job_id], reason=f"job {transition.target}")
+    if transition.target in TERMINAL_STATUSES:
+        enqueue_for_jobs(conn, [job_id])
     return True
 
 
@@ -146,4 +151,6 @@ def apply_to_many(
              "message": message.format(run_id=row.run_id)} for row in moved])
         if transition.target in REFUNDED_STATUSES:
             refund_jobs(conn, [row.id for row in moved], reason=f"job {transition.target}")
+        if transition.target in TERMINAL_STATUSES:
+            enqueue_for_jobs(conn, [row.id for row in moved])
     return [row.id for row in moved]
