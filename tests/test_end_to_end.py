@@ -4,6 +4,7 @@ The daemon runs as a subprocess on PostgreSQL storage with the project's own dag
 rows are inserted straight into `jobs`; videos are checked with ffprobe.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -40,6 +41,8 @@ def platform(admin_url, tmp_path, serve_app):
         "VIDEOGEN_RETRY_DELAYS_S": "1,1,1",
         "VIDEOGEN_HEARTBEAT_TIMEOUT_S": "12",
         "VIDEOGEN_SERVE_URL": serve_app["url"],
+        # The webhook test's receiver listens on 127.0.0.1.
+        "VIDEOGEN_WEBHOOK_ALLOW_PRIVATE": "1",
     }
     log = open(tmp_path / "daemon.log", "wb")
     # Its own session: the daemon, its code server and every run worker are in it.
@@ -135,3 +138,60 @@ def test_a_crashed_daemon_leaves_no_process_behind(platform):
     assert worker_pid in session_members(daemon.pid)  # orphaned, still generating
     stop_session(daemon, grace_s=30)
     assert session_members(daemon.pid) == []
+
+
+def test_an_api_submission_becomes_a_video_a_signed_webhook_and_a_closed_stream(platform, tmp_path):
+    """API submit (API key) → sensor → run → Serve → video; the SSE stream ends on `succeeded`; the
+    webhook sensor POSTs a valid signature to a real receiver; the credits charged are the job's."""
+    import secrets
+    import threading
+    from decimal import Decimal
+
+    import httpx
+
+    from tests.api.conftest import start_api
+    from tests.api.test_live_and_limits import read_stream
+    from tests.api.test_webhooks import Receiver
+    from videogen.accounts.credits import CreditLedger
+    from videogen.accounts.keys import ApiKeys
+    from videogen.accounts.users import Users
+    from videogen.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+
+    engine, env = platform["engine"], platform["env"]
+    users = Users(engine)
+    account = users.create("e2e@example.com", None)
+    CreditLedger(engine).grant(account["id"], "10")
+    key = ApiKeys(engine).create(account["id"], "e2e").key
+    secret = users.rotate_webhook_secret(account["id"])
+    process, url, log = start_api(env["DATABASE_URL"], tmp_path / "api", jwt_secret=secrets.token_hex(32),
+                                  extra_env={"VIDEOGEN_HOME": env["VIDEOGEN_HOME"],
+                                             "VIDEOGEN_STORAGE_ROOT": str(Path(env["VIDEOGEN_HOME"]) / "storage"),
+                                             "VIDEOGEN_WEBHOOK_ALLOW_PRIVATE": "1"})
+    headers = {"X-API-Key": key}
+    try:
+        with Receiver() as receiver, httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+            submitted = http.post("/api/v1/jobs", json={"prompt": "a red fox running in snow",
+                                                        "callback_url": receiver.url})
+            assert submitted.status_code == 201, submitted.text
+            job_id = submitted.json()["id"]
+            events, closed = [], threading.Event()
+            threading.Thread(target=read_stream, daemon=True,
+                             args=(f"{url}/api/v1/jobs/{job_id}/stream", headers, events, closed)).start()
+            assert closed.wait(600), f"the stream did not close; see {platform['log']}"
+            assert events[-1]["status"] == "succeeded", events[-1]
+            assert any(e["status"] == "running" for e in events)
+            wait_until(lambda: receiver.received, 60, f"the webhook; see {platform['log']}")
+            job = http.get(f"/api/v1/jobs/{job_id}").json()
+            video = http.get(job["video_url"])
+            assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+            assert job["status"] == "succeeded" and job["error"] is None
+            row = platform["store"].reads.get(job_id)
+            assert len(video.content) == row["output_size_bytes"]
+            balance = Decimal(http.get("/api/v1/me").json()["user"]["credit_balance"])
+            assert balance == Decimal("10") - row["credits"]
+        sent = receiver.received[0]
+        assert verify_signature(secret, sent["body"], sent["headers"][SIGNATURE_HEADER],
+                                sent["headers"][TIMESTAMP_HEADER])
+        assert json.loads(sent["body"])["event"] == "job.succeeded" and len(receiver.received) == 1
+    finally:
+        stop_session(process, grace_s=20)
