@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from api.context import ApiContext
 from api.errors import error_body, install_error_handlers
 from api.limits import BodySizeLimit
-from api.routes import accounts, admin, jobs
+from api.routes import accounts, admin, jobs, kpis, privacy
 from videogen.config import load_settings
 
 logger = logging.getLogger("videogen.api")
@@ -51,6 +51,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
+    app.include_router(privacy.router)
+    app.include_router(kpis.router)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

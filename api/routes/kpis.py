@@ -1,0 +1,47 @@
+"""Daily KPIs for staff (admin and support): the rows the Spark KPI job wrote to ``kpi_spark_daily``."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query
+
+from api.deps import Caller, Context, require_read_all
+from api.schemas_admin import KpiDailyOut, KpiDayOut
+from videogen.errors import ValidationError
+from videogen.kpi.tables import kpi_spark_daily
+
+router = APIRouter(prefix="/api/v1/kpis", tags=["kpis"])
+
+MAX_RANGE_DAYS = 366
+
+
+def check_range(first: date, last: date) -> None:
+    if first > last:
+        raise ValidationError(f"from ({first}) is after to ({last})", code="invalid_date_range")
+    days = (last - first).days + 1
+    if days > MAX_RANGE_DAYS:
+        raise ValidationError(f"the range {first} to {last} covers {days} days; ask for at most "
+                              f"{MAX_RANGE_DAYS} days at a time", code="date_range_too_long")
+
+
+@router.get("/daily", response_model=KpiDailyOut,
+            responses={403: {"description": "not admin or support"}, 422: {"description": "invalid range"}})
+def daily_kpis(
+    principal: Caller,
+    ctx: Context,
+    first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")],
+    last: Annotated[date, Query(alias="to", description="last UTC day, YYYY-MM-DD (inclusive)")],
+) -> KpiDailyOut:
+    """Daily job KPIs (counts per status, success rate, active users, durations, credits, GPU
+    seconds) for the days ``from`` to ``to``, at most 366 days, oldest first."""
+    require_read_all(principal)
+    check_range(first, last)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(kpi_spark_daily)
+                            .where(kpi_spark_daily.c.job_date.between(first, last))
+                            .order_by(kpi_spark_daily.c.job_date)).mappings().all()
+    days = [KpiDayOut(**{**row, "credits_consumed": str(row["credits_consumed"])}) for row in rows]
+    return KpiDailyOut(from_=first, to=last, days=days)
