@@ -23,6 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTED = 0, 1, 2
+API_KEY_VARIABLE = "VIDEOGEN_API_KEY"
+API_INT_PARAMETERS = ("width", "height", "num_frames", "fps", "steps", "seed")
 # A prompt file is read up to this size: far beyond any valid prompt (2000 characters), so that a
 # too-long prompt still gets validation's message with its length, but `--prompt-file /dev/zero`
 # ends instead of filling memory.
@@ -297,9 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videogen", description="Text-to-video jobs on the videogen platform.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    remote = argparse.ArgumentParser(add_help=False, parents=[common])
+    remote.add_argument("--api", metavar="URL", default=None,
+                        help=f"act through the HTTP API at URL with the key in ${API_KEY_VARIABLE} (no database "
+                             "credentials needed; jobs belong to the key's account)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    submit = sub.add_parser("submit", parents=[common], help="submit a prompt")
+    submit = sub.add_parser("submit", parents=[remote], help="submit a prompt")
     submit.add_argument("prompt", nargs="?", help="the prompt (or use --prompt-file)")
     submit.add_argument("--prompt-file", metavar="PATH",
                         help="read the prompt from a UTF-8 file ('-': standard input); trailing line breaks "
@@ -316,12 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", default=None, help="resubmitting the same key returns the same job")
     submit.set_defaults(func=cmd_submit, check=_check_submit_arguments(submit))
 
-    status = sub.add_parser("status", parents=[common], help="show a job, its stage and progress")
+    status = sub.add_parser("status", parents=[remote], help="show a job, its stage and progress")
     status.add_argument("job_id", type=_job_id)
     status.add_argument("--events", action="store_true", help="include the audit trail (job_events)")
     status.set_defaults(func=cmd_status)
 
-    listing = sub.add_parser("list", parents=[common], help="list jobs, newest first")
+    listing = sub.add_parser("list", parents=[remote], help="list jobs, newest first")
     listing.add_argument("--status", choices=["pending", "queued", "running", "succeeded", "failed", "rejected",
                                               "canceled"])
     listing.add_argument("--user")
@@ -333,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (("cancel", cmd_cancel, "cancel a pending, queued or running job"),
                              ("retry", cmd_retry, "resubmit a failed or canceled job")):
-        action = sub.add_parser(name, parents=[common], help=text)
+        action = sub.add_parser(name, parents=[remote], help=text)
         action.add_argument("job_id", type=_job_id)
         action.set_defaults(func=func)
 
@@ -400,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "check", None) is not None:
         args.check(args)
+    if getattr(args, "api", None):
+        return _run_through_api(args)
     try:
         return args.func(args, load_settings())
     except ValidationError as error:
@@ -421,6 +429,76 @@ def main(argv: list[str] | None = None) -> int:
             _report_error(args, "database_unavailable", f"cannot reach the database: {error.orig}".strip())
             return EXIT_ERROR
         raise
+
+
+def _api_request_body(args: argparse.Namespace, prompt: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt": prompt, "negative_prompt": args.negative_prompt, "priority": args.priority}
+    for name in ("model", "width", "height", "num_frames", "fps", "steps", "guidance_scale", "seed", "quality_preset"):
+        raw = getattr(args, name)
+        if raw is None:
+            continue
+        try:  # the API is strict about types; a value that is not a number goes as typed and is refused there
+            body[name] = int(raw) if name in API_INT_PARAMETERS else float(raw) if name == "guidance_scale" else raw
+        except ValueError:
+            body[name] = raw
+    return body
+
+
+def _run_through_api(args: argparse.Namespace) -> int:
+    """submit, status, list, cancel and retry through the HTTP API (``--api URL``)."""
+    import os
+
+    from videogen.api_client import ApiCallError, ApiClient
+
+    key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if not key:
+        _report_error(args, "missing_api_key", f"--api needs an API key in the environment variable {API_KEY_VARIABLE}")
+        return EXIT_ERROR
+    try:
+        with ApiClient(args.api, key) as api:
+            if args.command == "submit":
+                try:
+                    prompt = args.prompt if args.prompt_file is None else read_prompt_file(args.prompt_file)
+                except PromptFileError as error:
+                    _report_error(args, error.code, error.message)
+                    return EXIT_REJECTED
+                if isinstance(prompt, bytes):
+                    prompt = prompt.decode("utf-8", errors="replace")
+                created, job = api.submit(_api_request_body(args, prompt), args.idempotency_key)
+                note = "" if created else " (existing job for this idempotency key)"
+                _emit(args, job, f"job {job['id']} {job['status']}{note}")
+            elif args.command == "status":
+                job = api.get(args.job_id)
+                if args.events:
+                    job["events"] = api.events(args.job_id)
+                lines = [f"job {job['id']}: {job['status']}"
+                         + (f" (stage {job['stage']}, {job['progress'] * 100:.0f}%)" if job["status"] == "running" else "")]
+                for name in ("user_id", "stage", "model", "queue_position", "attempts", "created_at", "finished_at",
+                             "credits", "video_url"):
+                    if job.get(name) is not None:
+                        lines.append(f"  {name:18} {job[name]}")
+                if job.get("error"):
+                    lines.append(f"  {'error':18} {job['error']['code']}: {job['error']['message']}")
+                for event in job.get("events", []):
+                    lines.append(f"  - {event['created_at']} {event['status']:9} {event['stage'] or '':10} "
+                                 f"{event['message'] or ''}")
+                _emit(args, job, "\n".join(lines))
+            elif args.command == "list":
+                page = api.list(status=args.status, user_id=args.user, limit=min(args.limit, 100),
+                                created_from=args.since.isoformat() if args.since else None,
+                                created_to=args.until.isoformat() if args.until else None)
+                lines = [f"{'id':>8}  {'status':9}  {'created (UTC)':25}  prompt"]
+                for job in page["items"]:
+                    prompt = job["prompt"] if len(job["prompt"]) <= 50 else job["prompt"][:49] + "…"
+                    lines.append(f"{job['id']:>8}  {job['status']:9}  {job['created_at'][:25]:25}  {prompt}")
+                _emit(args, page, "\n".join(lines))
+            elif args.command in ("cancel", "retry"):
+                job = getattr(api, args.command)(args.job_id)
+                _emit(args, job, f"job {job['id']} {job['status']}")
+    except ApiCallError as error:
+        _report_error(args, error.code, error.message)
+        return EXIT_REJECTED if error.status == 422 else EXIT_ERROR
+    return EXIT_OK
 
 
 def _report_error(args: argparse.Namespace, code: str, message: str) -> None:
