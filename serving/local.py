@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from videogen.config import load_settings
+from videogen.devtools.ports import port_problem
 from videogen.devtools.processes import descendants, kill_survivors, start_in_new_session, stop_session
 
 # What a local Ray instance (GCS, raylet, Serve controller and proxy) and one CPU replica of the
@@ -40,13 +40,10 @@ def available_memory_bytes() -> int:
 
 
 def check_can_start(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise StartupError(f"port {port} on {host} is in use ({exc.strerror}): stop what listens there or "
-                               "choose another port with VIDEOGEN_SERVE_PORT / --port") from None
+    problem = port_problem(host, port)
+    if problem:
+        raise StartupError(f"port {port} on {host} is in use ({problem}): stop what listens there or "
+                           "choose another port with VIDEOGEN_SERVE_PORT / --port")
     available = available_memory_bytes()
     if available < MIN_AVAILABLE_MEMORY_BYTES:
         raise StartupError(f"not enough memory to start the generation service: {available / 1024**3:.1f} GiB "

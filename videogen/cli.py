@@ -223,20 +223,17 @@ def cmd_serve_models(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_serve_api(args: argparse.Namespace, settings) -> int:
-    import socket
-
     import uvicorn
+
+    from videogen.devtools.ports import port_problem
 
     host = args.host or settings.api_host
     port = int(args.port) if args.port else settings.api_port
-    with socket.socket() as probe:  # a clear line instead of uvicorn's traceback
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            _report_error(args, "port_unavailable", f"cannot listen on {host}:{port} ({error.strerror}); "
-                                                    "set VIDEOGEN_API_LISTEN_PORT or --port to a free port")
-            return EXIT_ERROR
+    problem = port_problem(host, port)  # a clear line instead of uvicorn's traceback
+    if problem:
+        _report_error(args, "port_unavailable", f"cannot listen on {host}:{port} ({problem}); "
+                                                "set VIDEOGEN_API_LISTEN_PORT or --port to a free port")
+        return EXIT_ERROR
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
                 log_level="info", proxy_headers=True, timeout_graceful_shutdown=10)
     return EXIT_OK

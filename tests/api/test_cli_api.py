@@ -51,3 +51,11 @@ def test_errors_through_the_api_keep_their_message_and_exit_status(api, user):
                                                                       "error_message": "invalid API key"}
     down = cli(api, user.key, "list", "--api", "http://127.0.0.1:1")
     assert down.returncode == 1 and down.stderr.startswith("error: cannot reach the API at http://127.0.0.1:1")
+
+
+def test_serve_api_on_a_port_in_use_says_so_in_one_line(api):
+    port = int(api.url.rsplit(":", 1)[1])  # the test server holds it
+    result = cli(api, None, "serve-api", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                                     "set VIDEOGEN_API_LISTEN_PORT or --port to a free port")

@@ -189,3 +189,22 @@ def test_credit_grants_refuse_negative_and_non_numeric_amounts(api, admin, user)
         assert error_of(http.post("/api/v1/users/u_nobody/credits", json={"amount": 1})) == (
             404, "user_not_found", "user u_nobody does not exist")
     assert balance(api, user.id) == Decimal("100")
+
+
+def test_an_account_erased_after_authentication_gets_no_job(api):
+    """The submission re-checks the account under the lock an erasure takes: no row, not even rejected."""
+    import pytest
+
+    from videogen.errors import AuthenticationError
+    from videogen.generation.registry import ModelRegistry
+    from videogen.lifecycle import Account, JobRequest
+
+    gone = make_account(api)
+    with api.engine.begin() as conn:
+        conn.execute(users.update().where(users.c.id == gone.id).values(deleted_at=sa.func.now()))
+    for prompt in ("a fox", ""):  # a valid request and one that would be rejected
+        with pytest.raises(AuthenticationError, match="the account of this key or token no longer exists"):
+            JobStore(api.engine).submissions.submit(JobRequest(user_id=gone.id, prompt=prompt),
+                                                    registry=ModelRegistry.from_env(), account=Account())
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.user_id == gone.id)).scalar() == 0

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from videogen.accounts.credits import reserve_for_job
-from videogen.db.schema import ACTIVE_STATUSES, REQUEST_PARAMETERS, job_events, jobs
-from videogen.errors import RateLimitedError, ValidationError
+from videogen.db.schema import ACTIVE_STATUSES, REQUEST_PARAMETERS, job_events, jobs, users
+from videogen.errors import AuthenticationError, RateLimitedError, ValidationError
 from videogen.generation.registry import ModelRegistry
 from videogen.validation import validate_request
 
@@ -115,6 +115,12 @@ class JobSubmissions:
                 # One submission of a user at a time past this point: the active-jobs count and the
                 # balance check cannot both pass for two concurrent requests over the limit.
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
+                # Under the same lock an erasure takes: an account erased after the request was
+                # authenticated gets no job (not even a rejected one) under its old id.
+                if conn.execute(sa.select(users.c.id).where(users.c.id == user_id,
+                                                            users.c.deleted_at.is_(None))).first() is None:
+                    raise AuthenticationError("the account of this key or token no longer exists",
+                                              code="invalid_token")
             if request.idempotency_key is not None:
                 existing = self._by_idempotency_key(conn, user_id, request.idempotency_key)
                 if existing is not None:
