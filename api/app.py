@@ -26,14 +26,16 @@ from videogen.config import load_settings
 logger = logging.getLogger("videogen.api")
 
 
-def head_revision() -> str:
+def known_revisions() -> tuple[str, set[str]]:
+    """This code's head migration and every revision it knows."""
     from alembic.script import ScriptDirectory
 
     from videogen.db.migrate import MIGRATIONS_DIR, alembic_config
 
     config = alembic_config("postgresql://unused")
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(config).get_current_head()
+    scripts = ScriptDirectory.from_config(config)
+    return scripts.get_current_head(), {script.revision for script in scripts.walk_revisions()}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -45,7 +47,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="videogen API", version="1", lifespan=lifespan,
                   description="Text-to-video generation: submit jobs, follow them, download the videos.")
     app.state.context = ctx
-    app.state.head_revision = head_revision()
+    app.state.head_revision, app.state.known_revisions = known_revisions()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(accounts.router)
@@ -61,7 +63,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/ready", tags=["operations"], responses={503: {"description": "not ready, with the reason"}})
     async def ready():
-        """Readiness: PostgreSQL answers and the schema is at the migrations' head."""
+        """Readiness: PostgreSQL answers and the schema is at this code's head migration, or at a later
+        one this code does not know (a newer release migrated first; migrations only add, so the pods
+        of the previous release keep serving during a rolling update)."""
 
         def check() -> str | None:
             try:
@@ -69,8 +73,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
                     current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
             except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
                 return f"the database is unreachable ({type(exc).__name__})"
-            if current != app.state.head_revision:
-                return f"the database schema is at {current}, not {app.state.head_revision}: run videogen db upgrade"
+            if current != app.state.head_revision and (current is None or current in app.state.known_revisions):
+                return (f"the database schema is at {current or 'no revision'}, behind {app.state.head_revision}: "
+                        "run videogen db upgrade")
             return None
 
         problem = await run_in_threadpool(check)

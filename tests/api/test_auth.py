@@ -123,3 +123,31 @@ def test_api_keys_are_shown_once_listed_by_prefix_and_revocable(api, user):
         assert error_of(http.delete(f"/api/v1/me/api-keys/{created.json()['id']}")) == (
             404, "not_found", f"API key {created.json()['id']} does not exist")
     assert key not in api.log_text()
+
+
+def test_ready_is_503_while_the_schema_is_behind_and_200_when_it_is_ahead(admin_url, tmp_path):
+    import secrets as token
+
+    import httpx
+    import sqlalchemy as sa
+
+    from tests.api.conftest import start_api
+    from tests.conftest import create_database
+    from videogen.db.migrate import upgrade
+    from videogen.devtools.processes import stop_session
+
+    url = create_database(admin_url, migrate=False)
+    upgrade(url, "0003")
+    process, base, _ = start_api(url, tmp_path, jwt_secret=token.token_hex(32))
+    try:
+        behind = httpx.get(base + "/ready")
+        assert error_of(behind) == (503, "not_ready", "the database schema is at 0003, behind 0004: run videogen db upgrade")
+        upgrade(url)
+        assert httpx.get(base + "/ready").status_code == 200
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:  # a later release migrated first: this release keeps serving
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+        engine.dispose()
+        assert httpx.get(base + "/ready").status_code == 200
+    finally:
+        stop_session(process, grace_s=20)
