@@ -20,7 +20,7 @@ import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from pipelines.partitions import video_jobs_partitions
-from pipelines.generate_video import generate_video
+from pipelines.generate_video import GENERATION_POOL, generate_video
 from resources.jobs import JobsResource
 from videogen.deploy.k8s import run_tags_for_job
 from videogen.deploy.profile import load_profile
@@ -68,6 +68,27 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
     )
 
 
+def pin_pool_limit(instance: dg.DagsterInstance, pool: str) -> bool:
+    """Write the instance's default pool limit (dagster.yaml ``concurrency.pools.default_limit``, the
+    Helm values) as the pool's explicit limit, before any run of the tick can claim a slot. Returns
+    whether it wrote.
+
+    Why: on PostgreSQL, Dagster's lazy initialization of a default-limited pool at the first slot
+    claim fails the run whenever the pool's row already exists (two runs claiming at once, or a
+    default changed since) — an INSERT that raises inside the transaction it then tries to go on
+    with (dagster-io/dagster#33552, open). A pool with an explicit limit never takes that path. The
+    limit stays defined in one place: this follows the configured default whenever it changes.
+    """
+    default = instance.global_op_concurrency_default_limit
+    if default is None:
+        return False
+    current = next((p for p in instance.event_log_storage.get_pool_limits() if p.name == pool), None)
+    if current is not None and not current.from_default and current.limit == default:
+        return False
+    instance.event_log_storage.set_concurrency_slots(pool, default)
+    return True
+
+
 @dg.sensor(
     job=generate_video,
     minimum_interval_seconds=2,
@@ -76,6 +97,8 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
 )
 def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource) -> dg.SensorResult:
     profile = load_profile(os.environ)
+    if pin_pool_limit(context.instance, GENERATION_POOL):
+        context.log.info(f"pool {GENERATION_POOL}: limit {context.instance.global_op_concurrency_default_limit}")
     result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size)
     if result.run_requests:
         context.log.info(f"requesting {len(result.run_requests)} run(s)")

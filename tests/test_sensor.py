@@ -224,3 +224,25 @@ def test_runs_carry_no_run_config_and_no_gpu_tag(store, instance):
     assert request.tags == {"videogen/user": "ana", "videogen/model": "tiny", "videogen/job_id": str(job_id),
                             "dagster/priority": "0"}
     assert "nvidia.com/gpu" not in json.dumps(request.tags)
+
+
+def test_the_generation_pool_limit_is_written_explicitly_and_follows_the_configured_default(admin_url):
+    """Dagster's lazy default-limit path crashes runs on PostgreSQL once the pool row exists
+    (dagster-io/dagster#33552): the sensor writes the configured default as an explicit limit first."""
+    from sensors.job_requests import pin_pool_limit
+
+    dagster_db = create_database(admin_url, migrate=False)
+
+    def limits(instance):
+        return {p.name: (p.limit, p.from_default) for p in instance.event_log_storage.get_pool_limits()}
+
+    storage = {"storage": {"postgres": {"postgres_url": dagster_db}}}
+    with dg.instance_for_test(overrides={**storage, "concurrency": {"pools": {"default_limit": 2}}}) as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default("videogen_generation")
+        assert limits(instance) == {"videogen_generation": (2, True)}  # what a first slot claim leaves
+        assert pin_pool_limit(instance, "videogen_generation")
+        assert limits(instance) == {"videogen_generation": (2, False)}
+        assert not pin_pool_limit(instance, "videogen_generation")  # nothing to do on the next ticks
+    with dg.instance_for_test(overrides={**storage, "concurrency": {"pools": {"default_limit": 3}}}) as instance:
+        assert pin_pool_limit(instance, "videogen_generation")  # dagster.yaml changed: the limit follows
+        assert limits(instance) == {"videogen_generation": (3, False)}

@@ -208,3 +208,24 @@ def test_an_account_erased_after_authentication_gets_no_job(api):
                                                     registry=ModelRegistry.from_env(), account=Account())
     with api.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(jobs).where(jobs.c.user_id == gone.id)).scalar() == 0
+
+
+def test_a_job_resubmitted_after_its_run_died_is_refunded_when_it_finally_fails(api, user):
+    """A lost run resubmits the job under a new submission number without a new reservation: the
+    reservation made at submission is the one refunded (found in the main job's first run)."""
+    with api.client(**user.headers) as http:
+        job = http.post("/api/v1/jobs", json=TINY).json()
+    store = JobStore(api.engine)
+    for attempt in range(3):
+        store.queue.mark_queued({job["id"]: f"run-{attempt}"})
+        assert store.runs.claim(job["id"], f"run-{attempt}")
+        if attempt < 2:
+            assert store.queue.resubmit_lost(job["id"], run_id=f"run-{attempt}", delay_s=0, reason="run died")
+    assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+    assert store.runs.fail(job["id"], run_id="run-2", code="worker_lost", message="run died")
+    assert balance(api, user.id) == Decimal("100")
+    with api.client(**user.headers) as http:  # a retry by the owner reserves again, and a new failure refunds it
+        assert http.post(f"/api/v1/jobs/{job['id']}/retry").json()["submission"] == 3
+        assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+        http.post(f"/api/v1/jobs/{job['id']}/cancel")
+    assert balance(api, user.id) == Decimal("100")

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from videogen.db.schema import credit_ledger, jobs, users
+from videogen.db.schema import credit_ledger, users
 from videogen.errors import InsufficientCreditsError, UserNotFoundError, ValidationError
 
 MAX_GRANT = Decimal("1000000000")
@@ -72,18 +72,20 @@ def reserve_for_job(conn: sa.Connection, *, user_id: str, job_id: int, submissio
 
 
 def refund_jobs(conn: sa.Connection, job_ids: Sequence[int], reason: str) -> int:
-    """Give back the reservation of each job's current submission, once. Returns how many were refunded.
+    """Give back each job's outstanding reservation, once. Returns how many were refunded.
 
     Called by the lifecycle in the transaction that moves the jobs to failed/rejected/canceled; jobs
     without a reservation (inserted by SQL or the CLI) have nothing to refund.
     """
     if not job_ids:
         return 0
+    # Every reservation of these jobs that has no refund yet. Not only the current submission's: a
+    # run that died is resubmitted under a new submission number (a new run key) without a new
+    # reservation, and the one made at submission must still come back if the job ends failed.
     reserved = (
         sa.select(credit_ledger.c.user_id, credit_ledger.c.job_id, credit_ledger.c.submission,
                   sa.literal("refund").label("kind"), (-credit_ledger.c.amount).label("amount"),
                   sa.literal(reason).label("note"))
-        .join(jobs, sa.and_(jobs.c.id == credit_ledger.c.job_id, jobs.c.submission == credit_ledger.c.submission))
         .where(credit_ledger.c.job_id.in_(list(job_ids)), credit_ledger.c.kind == "reserve")
     )
     refunded = conn.execute(
