@@ -154,3 +154,11 @@ class Users:
     def has_webhook_secret(self, user_id: str) -> bool:
         with self.engine.connect() as conn:
             return bool(conn.execute(sa.select(users.c.webhook_secret).where(users.c.id == user_id)).scalar())
+
+    def by_email(self, email: Any) -> dict[str, Any] | None:
+        """The active account with this email, if any."""
+        address = normalize_email(email)
+        with self.engine.connect() as conn:
+            user_id = conn.execute(sa.select(users.c.id).where(sa.func.lower(users.c.email) == address,
+                                                               users.c.deleted_at.is_(None))).scalar()
+        return None if user_id is None else self.get(user_id)

@@ -1,10 +1,12 @@
 """The main job, end to end on the embedded defaults (``scripts/run_main_job.sh`` calls this).
 
 Starts the generation service (``videogen serve-models``: a local Ray instance with the Serve app,
-one CPU replica) unless ``VIDEOGEN_SERVE_URL`` names one, submits a few sample prompts as rows in
-``jobs``, runs the real Dagster daemon (sensor → queued run coordinator → run launcher → ops, the
-generation op a client of Serve) until every job is final, stops what it started, then prints per
-job its status, output location, what ``ffprobe`` reports about the stored video and its audit trail.
+one CPU replica) unless ``VIDEOGEN_SERVE_URL`` names one, the HTTP API (``videogen serve-api``) and
+the real Dagster daemon (sensor → queued run coordinator → run launcher → ops, the generation op a
+client of Serve); creates a demo account with credits and an API key, submits a few sample prompts
+**through the HTTP API with that key**, follows them until every job is final, stops what it
+started, then prints per job its status, output location, what ``ffprobe`` reports about the
+stored video and its audit trail, and the account's balance.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,15 +25,17 @@ import sqlalchemy as sa
 from videogen.config import load_settings
 from videogen.db.migrate import upgrade
 from videogen.db.schema import TERMINAL_STATUSES
+from videogen.devtools.ports import port_problem
 from videogen.devtools.processes import start_in_new_session, stop_session
-from videogen.generation.registry import ModelRegistry
-from videogen.lifecycle import JobRequest, JobStore
+from videogen.lifecycle import JobStore
 
 SAMPLE_PROMPTS = (
     ("a red fox running in snow", {}),
-    ("waves crashing on a rocky shore at sunset", {"width": "96", "height": "64", "num_frames": "17", "fps": "12"}),
-    ("a paper boat drifting down a rainy street", {"quality_preset": "HD", "seed": "7"}),
+    ("waves crashing on a rocky shore at sunset", {"width": 96, "height": 64, "num_frames": 17, "fps": 12}),
+    ("a paper boat drifting down a rainy street", {"quality_preset": "HD", "seed": 7}),
 )
+DEMO_EMAIL = "demo@videogen.example"
+DEMO_CREDITS = Decimal("100")
 
 
 def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -54,6 +59,67 @@ def start_generation_service(port: int, log_path: Path) -> tuple[subprocess.Pope
         raise SystemExit(str(error)) from None
     print(f"generation service ready at {url} (pid {process.pid})", flush=True)
     return process, url
+
+
+def start_api(repo_root: Path, host: str, port: int, log_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """``videogen serve-api`` in a session of its own; returns once ``/ready`` answers."""
+    import httpx
+
+    problem = port_problem(host, port)
+    if problem:
+        raise SystemExit(f"cannot start the API on {host}:{port} ({problem}): another program uses the port; "
+                         "set VIDEOGEN_API_LISTEN_PORT to a free one")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = start_in_new_session([sys.executable, "-m", "videogen.cli", "serve-api", "--host", host,
+                                        "--port", str(port)], log=log, cwd=repo_root, env=env)
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"the API exited ({process.returncode}); see {log_path}")
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_session(process, grace_s=10)
+            raise SystemExit(f"the API was not ready after 60 s; see {log_path}")
+        time.sleep(0.2)
+    print(f"started the HTTP API at {url} (pid {process.pid}; OpenAPI at {url}/docs); log: {log_path}", flush=True)
+    return process, url
+
+
+def demo_api_key(engine: sa.Engine, email: str) -> tuple[str, str]:
+    """The demo account (made once, topped up to DEMO_CREDITS) and a new API key for this run."""
+    from videogen.accounts.credits import CreditLedger
+    from videogen.accounts.keys import ApiKeys
+    from videogen.accounts.users import Users
+
+    users = Users(engine)
+    account = users.by_email(email) or users.create(email, None)
+    if account["credit_balance"] < DEMO_CREDITS:
+        CreditLedger(engine).grant(account["id"], DEMO_CREDITS - account["credit_balance"], by="main job",
+                                   note="demo credits")
+    issued = ApiKeys(engine).create(account["id"], f"main job {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"demo account {account['id']} ({email}); API key {issued.prefix}… created for this run")
+    return account["id"], issued.key
+
+
+def submit_through_api(url: str, key: str) -> list[int]:
+    import httpx
+
+    job_ids = []
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as http:
+        for prompt, params in SAMPLE_PROMPTS:
+            response = http.post("/api/v1/jobs", json={"prompt": prompt, **params})
+            if response.status_code != 201:
+                raise SystemExit(f"POST /api/v1/jobs answered {response.status_code}: {response.text}")
+            job = response.json()
+            job_ids.append(job["id"])
+            print(f"submitted job {job['id']} through POST {url}/api/v1/jobs: {prompt!r} {params or ''}")
+    return job_ids
 
 
 def wait_for_final(store: JobStore, job_ids: list[int], timeout_s: float, daemon: subprocess.Popen | None) -> None:
@@ -106,33 +172,34 @@ def describe(settings, row: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--user", default="demo")
+    parser.add_argument("--email", default=DEMO_EMAIL, help="the demo account (created on first use)")
     args = parser.parse_args(argv)
 
     repo_root = Path(__file__).resolve().parents[2]
     settings = load_settings()
     upgrade(settings.database_url)
-    store = JobStore(sa.create_engine(settings.database_url))
-    registry = ModelRegistry.from_env()
+    engine = sa.create_engine(settings.database_url)
+    store = JobStore(engine)
+    user_id, key = demo_api_key(engine, args.email)
 
     serve_url = settings.serve_url
     serve = None
     if serve_url is None:  # the embedded default: a local Ray Serve app, stopped at the end
         serve, serve_url = start_generation_service(settings.serve_port, settings.home / "logs" / "serve-models.log")
-    daemon = None
+    daemon = api = None
     try:
+        api, api_url = start_api(repo_root, settings.api_host, settings.api_port, settings.home / "logs" / "api.log",
+                                 env=dict(os.environ))
         daemon = start_daemon(repo_root, settings.home / "logs" / "dagster-daemon.log",
                               env={**os.environ, "VIDEOGEN_SERVE_URL": serve_url})
         print(f"started dagster-daemon (pid {daemon.pid}); log: {settings.home / 'logs' / 'dagster-daemon.log'}")
-        job_ids = []
-        for prompt, params in SAMPLE_PROMPTS:
-            submission = store.submissions.submit(JobRequest(user_id=args.user, prompt=prompt, **params), registry=registry)
-            job_ids.append(submission.job_id)
-            print(f"submitted job {submission.job_id}: {prompt!r} {params or ''}")
+        job_ids = submit_through_api(api_url, key)
         wait_for_final(store, job_ids, args.timeout, daemon)
     finally:
         if daemon is not None:
             stop_session(daemon, grace_s=30)
+        if api is not None:
+            stop_session(api, grace_s=20)
         if serve is not None:
             stop_session(serve, grace_s=60)
     print()
@@ -145,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         for event in store.reads.events(job_id):
             print(f"      {event['created_at']:%H:%M:%S.%f}"[:-3] + f"  {event['status']:9} {event['stage'] or '':9} "
                   f"{event['message'] or ''}")
-    print()
+    from videogen.accounts.users import Users
+
+    print(f"\ndemo account {user_id}: balance {Users(engine).get(user_id)['credit_balance']} credits "
+          f"(granted {DEMO_CREDITS}; each succeeded job is charged its credits, the others refunded)")
+    print(f"HTTP API used: {api_url} (stopped with the main job; `videogen serve-api` starts it again, "
+          f"OpenAPI at {api_url}/docs)")
     print("Open the Dagster UI on the same setup:  source scripts/env.sh && .venv/bin/dagster dev -w workspace.yaml")
     print("then http://127.0.0.1:3000 (jobs generate_video, submit_prompt; sensors; runs).")
     return 0 if ok else 1
