@@ -229,3 +229,37 @@ def test_a_job_resubmitted_after_its_run_died_is_refunded_when_it_finally_fails(
         assert balance(api, user.id) == Decimal("100") - TINY_PRICE
         http.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert balance(api, user.id) == Decimal("100")
+
+
+def test_credits_reconcile_after_a_mixed_batch(api, admin):
+    """balance = grants − credits of succeeded jobs, whatever else happened (rejected, failed, canceled,
+    a run lost and resubmitted, a retry), and the ledger sums to the balance."""
+    owner = make_account(api, credits="3")
+    store = JobStore(api.engine)
+    big = {**TINY, "width": 128, "height": 128}  # 0.5899 credits
+    with api.client(**owner.headers) as http:
+        ok, failed, canceled, lost = (http.post("/api/v1/jobs", json=body).json()["id"] for body in (TINY, big, TINY, big))
+        rejected = http.post("/api/v1/jobs", json={**TINY, "steps": 0})
+        assert rejected.status_code == 422
+        http.post(f"/api/v1/jobs/{canceled}/cancel")
+    with api.client(**admin.headers) as http:
+        assert http.post(f"/api/v1/users/{owner.id}/credits", json={"amount": "1.5"}).status_code == 200
+    for job_id in (ok, failed, lost):
+        store.queue.mark_queued({job_id: f"run-{job_id}"})
+        assert store.runs.claim(job_id, f"run-{job_id}")
+    # The run's validation writes jobs.credits (the same formula as the reservation); here, the prices.
+    assert store.runs.succeed(ok, run_id=f"run-{ok}", output_uri="file:///v.mp4", thumbnail_uri="file:///t.png",
+                              output_size_bytes=1, output_sha256="0" * 64, credits=TINY_PRICE)
+    assert store.runs.fail(failed, run_id=f"run-{failed}", code="out_of_memory", message="CUDA out of memory")
+    assert store.queue.resubmit_lost(lost, run_id=f"run-{lost}", delay_s=0, reason="run died")
+    store.queue.mark_queued({lost: "run-again"})
+    assert store.runs.claim(lost, "run-again")
+    assert store.runs.succeed(lost, run_id="run-again", output_uri="file:///v2.mp4", thumbnail_uri="file:///t2.png",
+                              output_size_bytes=1, output_sha256="1" * 64, credits=Decimal("0.5899"))
+    charged = sum(store.reads.get(j)["credits"] for j in (ok, lost))
+    assert charged == TINY_PRICE + Decimal("0.5899")
+    assert balance(api, owner.id) == Decimal("3") + Decimal("1.5") - charged
+    with api.engine.connect() as conn:
+        ledger_sum = conn.execute(sa.select(sa.func.sum(credit_ledger.c.amount))
+                                  .where(credit_ledger.c.user_id == owner.id)).scalar()
+    assert ledger_sum == balance(api, owner.id)
