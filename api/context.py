@@ -46,7 +46,9 @@ class ApiContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiContext:
-        engine = sa.create_engine(settings.database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # No pre-ping: it doubled the database round trips of every request (benchmarks/api_benchmark.py);
+        # connections are recycled instead, and a request that meets a dropped connection fails once.
+        engine = sa.create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_recycle=300)
         return cls(settings, engine, ModelRegistry.from_file(settings.model_registry_path or None))
 
     @cached_property

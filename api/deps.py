@@ -18,16 +18,16 @@ def context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(context)]
 
 
-def authenticate(ctx: ApiContext, authorization: str | None, api_key: str | None) -> Principal:
+def authenticate(ctx: ApiContext, conn, authorization: str | None, api_key: str | None) -> Principal:
     if api_key is not None:
-        return ctx.keys.authenticate(api_key.strip())
+        return ctx.keys.authenticate(api_key.strip(), conn)
     if authorization is None:
         raise AuthenticationError("authentication required: send 'Authorization: Bearer <access token>' "
                                   "or 'X-API-Key: <key>'", code="unauthenticated")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("the Authorization header must be 'Bearer <access token>'", code="invalid_token")
-    return ctx.users.principal(ctx.access_tokens.subject(token.strip()))
+    return ctx.users.principal(ctx.access_tokens.subject(token.strip()), conn)
 
 
 def caller(
@@ -35,8 +35,10 @@ def caller(
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
 ) -> Principal:
-    principal = authenticate(ctx, authorization, x_api_key)
-    decision = ctx.limiter.hit(principal.user_id)
+    """Who calls, counted against their rate limit: one transaction for both (every request pays it)."""
+    with ctx.engine.begin() as conn:
+        principal = authenticate(ctx, conn, authorization, x_api_key)
+        decision = ctx.limiter.hit(principal.user_id, conn=conn)
     if not decision.allowed:
         raise RateLimitedError(f"more than {ctx.limiter.per_second} requests per second; retry in "
                                f"{decision.retry_after_s} s", retry_after_s=decision.retry_after_s)

@@ -105,8 +105,7 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
     if submission.status == "rejected":
         return JSONResponse(error_body(submission.error_code or "invalid_request", submission.error_message or "",
                                        job_id=submission.job_id), status_code=422)
-    job = ctx.store.reads.get(submission.job_id)
-    out = job_out(ctx, job, ctx.store.pages.queue_position(job))
+    out = job_out(ctx, *ctx.store.pages.with_queue_position(submission.job_id))
     return out if submission.created else JSONResponse(out.model_dump(mode="json"), status_code=200)
 
 
@@ -135,8 +134,10 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: int, principal: Caller, ctx: Context) -> JobOut:
-    job = visible_job(ctx, principal, job_id)
-    return job_out(ctx, job, ctx.store.pages.queue_position(job))
+    job, position = ctx.store.pages.with_queue_position(job_id)
+    if not principal.reads_everything and job["user_id"] != principal.user_id:
+        raise JobNotFoundError(f"job {job_id} does not exist")
+    return job_out(ctx, job, position)
 
 
 @router.get("/{job_id}/events", response_model=list[JobEventOut])
@@ -160,8 +161,7 @@ def retry(job_id: int, principal: Caller, ctx: Context) -> JobOut:
     visible_job(ctx, principal, job_id)
     require_write(principal)
     ctx.store.operator.retry(job_id)
-    job = ctx.store.reads.get(job_id)
-    return job_out(ctx, job, ctx.store.pages.queue_position(job))
+    return job_out(ctx, *ctx.store.pages.with_queue_position(job_id))
 
 
 def _snapshot(job: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from videogen.db.schema import api_keys, users
 from videogen.errors import AuthenticationError, NotFoundError, ValidationError
 
 KEY_SCOPES = ("read", "write")
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_KEY_NAME = 100
 
 
@@ -57,29 +59,31 @@ class ApiKeys:
             ).returning(api_keys.c.id)).scalar_one()
         return IssuedKey(key_id, prefix, key)
 
-    def authenticate(self, key: str) -> Principal:
+    def authenticate(self, key: str, conn: sa.Connection | None = None) -> Principal:
+        """The account of a valid, unrevoked key. In ``conn``'s transaction when given (the API checks
+        the key and counts the request against the rate limit in one transaction)."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.authenticate(key, own)
         invalid = AuthenticationError("invalid API key", code="invalid_api_key")
         parts = key.split("_") if isinstance(key, str) else []
         if len(parts) < 3 or parts[0] != "vg" or not parts[1]:
             raise invalid
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.revoked_at,
-                          users.c.id.label("user_id"), users.c.email, users.c.role, users.c.deleted_at)
-                .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == parts[1])
-            ).first()
-            if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
-                raise invalid
-            if row.revoked_at is not None:
-                raise AuthenticationError("this API key has been revoked", code="revoked_api_key")
-            if row.deleted_at is not None:
-                raise invalid
-            # At most one write a minute per key: "last used" to the minute, without a write per request.
-            conn.execute(api_keys.update().where(
-                api_keys.c.id == row.id,
-                sa.or_(api_keys.c.last_used_at.is_(None),
-                       api_keys.c.last_used_at < sa.func.now() - sa.text("interval '1 minute'")),
-            ).values(last_used_at=sa.func.now()))
+        row = conn.execute(
+            sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.revoked_at,
+                      api_keys.c.last_used_at, users.c.id.label("user_id"), users.c.email, users.c.role,
+                      users.c.deleted_at)
+            .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == parts[1])
+        ).first()
+        if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
+            raise invalid
+        if row.revoked_at is not None:
+            raise AuthenticationError("this API key has been revoked", code="revoked_api_key")
+        if row.deleted_at is not None:
+            raise invalid
+        # "Last used" to the minute: one write a minute per key, not one per request.
+        if row.last_used_at is None or row.last_used_at < datetime.now(UTC) - LAST_USED_RESOLUTION:
+            conn.execute(api_keys.update().where(api_keys.c.id == row.id).values(last_used_at=sa.func.now()))
         return Principal(row.user_id, row.email, row.role, frozenset(row.scopes), row.id)
 
     def list(self, user_id: str | None = None) -> list[dict[str, Any]]:

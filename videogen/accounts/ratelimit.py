@@ -32,18 +32,21 @@ class SharedRateLimiter:
     def __init__(self, engine: sa.Engine, per_second: int) -> None:
         self.engine, self.per_second = engine, per_second
 
-    def hit(self, user_id: str, *, now: float | None = None) -> RateDecision:
+    def hit(self, user_id: str, *, now: float | None = None, conn: sa.Connection | None = None) -> RateDecision:
+        """Count one request of ``user_id`` (in ``conn``'s transaction when given)."""
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.hit(user_id, now=now, conn=own)
         moment = time.time() if now is None else now
         window = int(moment)
-        with self.engine.begin() as conn:
-            count = conn.execute(
-                pg_insert(api_rate_limits).values(user_id=user_id, window_start=window, count=1)
-                .on_conflict_do_update(index_elements=["user_id", "window_start"],
-                                       set_={"count": api_rate_limits.c.count + 1})
-                .returning(api_rate_limits.c.count)
-            ).scalar_one()
-            if random.random() < CLEANUP_PROBABILITY:
-                conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 60))
+        count = conn.execute(
+            pg_insert(api_rate_limits).values(user_id=user_id, window_start=window, count=1)
+            .on_conflict_do_update(index_elements=["user_id", "window_start"],
+                                   set_={"count": api_rate_limits.c.count + 1})
+            .returning(api_rate_limits.c.count)
+        ).scalar_one()
+        if random.random() < CLEANUP_PROBABILITY:
+            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 60))
         if count <= self.per_second:
             return RateDecision(True, count, 0)
         return RateDecision(False, count, max(1, math.ceil(window + 1 - moment)))

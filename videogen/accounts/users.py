@@ -118,11 +118,13 @@ class Users:
             raise UserNotFoundError(f"user {user_id} does not exist")
         return dict(row)
 
-    def principal(self, user_id: str) -> Principal:
+    def principal(self, user_id: str, conn: sa.Connection | None = None) -> Principal:
         """The active account behind a token (a deleted account's tokens stop working at once)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(users.c.id, users.c.email, users.c.role)
-                               .where(users.c.id == user_id, users.c.deleted_at.is_(None))).first()
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.principal(user_id, own)
+        row = conn.execute(sa.select(users.c.id, users.c.email, users.c.role)
+                           .where(users.c.id == user_id, users.c.deleted_at.is_(None))).first()
         if row is None:
             raise AuthenticationError("the account of this token no longer exists", code="invalid_token")
         return Principal(row.id, row.email, row.role)

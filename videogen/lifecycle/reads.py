@@ -78,13 +78,18 @@ class JobPageReads:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def queue_position(self, job: dict[str, Any]) -> int | None:
-        """Jobs waiting ahead of a pending or queued job (older ones not yet running); None otherwise.
+    def with_queue_position(self, job_id: int) -> tuple[dict[str, Any], int | None]:
+        """A job and the number of jobs waiting ahead of it (None unless it is pending or queued),
+        read on one connection.
 
         By submission order: the run queue also weighs priority and per-user limits, so this is the
         position in the line, not a promise of the start order."""
-        if job["status"] not in ("pending", "queued"):
-            return None
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                jobs.c.status.in_(["pending", "queued"]), jobs.c.id < job["id"])).scalar_one()
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            if row is None:
+                raise JobNotFoundError(f"job {job_id} does not exist")
+            position = None
+            if row["status"] in ("pending", "queued"):
+                position = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+                    jobs.c.status.in_(["pending", "queued"]), jobs.c.id < job_id)).scalar_one()
+        return dict(row), position
