@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.context import ApiContext
-from api.errors import error_body, install_error_handlers
+from api.errors import UnhandledErrors, error_body, install_error_handlers
 from api.limits import BodySizeLimit
 from api.routes import accounts, admin, jobs, kpis, privacy
 from videogen.config import load_settings
@@ -50,6 +50,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.head_revision, app.state.known_revisions = known_revisions()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
     app.include_router(accounts.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)

@@ -48,7 +48,9 @@ class ApiContext:
     def from_settings(cls, settings: Settings) -> ApiContext:
         # No pre-ping: it doubled the database round trips of every request (benchmarks/api_benchmark.py);
         # connections are recycled instead, and a request that meets a dropped connection fails once.
-        engine = sa.create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_recycle=300)
+        # hide_parameters: a database error's text never carries a row's values (emails, prompts) into a log.
+        engine = sa.create_engine(settings.database_url, pool_size=10, max_overflow=20, pool_recycle=300,
+                                  hide_parameters=True)
         return cls(settings, engine, ModelRegistry.from_file(settings.model_registry_path or None))
 
     @cached_property
@@ -78,6 +80,10 @@ class ApiContext:
     @cached_property
     def limiter(self) -> SharedRateLimiter:
         return SharedRateLimiter(self.engine, self.settings.api_rate_limit_per_s)
+
+    @cached_property
+    def auth_limiter(self) -> SharedRateLimiter:
+        return SharedRateLimiter(self.engine, limit=self.settings.api_auth_attempts_per_min, window_s=60)
 
     @cached_property
     def account_limits(self) -> Account:

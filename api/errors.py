@@ -8,6 +8,7 @@ messages of the core never contain one, and rejected inputs are not quoted for s
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -96,8 +97,56 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(codes.get(exc.status_code, "http_error"), message),
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The type only: an exception's text may carry a URL with credentials or a user's prompt.
-        logger.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+
+class UnhandledErrors:
+    """The last line of defence, as ASGI middleware: any exception a route did not turn into an answer
+    becomes a JSON error *without* being re-raised, so neither Starlette nor uvicorn logs its
+    traceback (a database error's text can quote row values). Logged: its type and the route only.
+
+    - a connection the database dropped (a restart, a failover): 503 with Retry-After, the pool has
+      discarded it and the next request gets a fresh one;
+    - text with a NUL character that reached PostgreSQL (which refuses them) from a path, a query
+      parameter or a field without its own check: 422;
+    - anything else: 500 ``internal_error``.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+            status, body, headers = _answer_for(exc)
+            logger.error("%s on %s %s answered %d", type(exc).__name__, scope.get("method"), scope.get("path"), status)
+            if started:  # the response is half sent (a stream): nothing more can be said
+                return
+            payload = json.dumps(body).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"), *headers]})
+            await send({"type": "http.response.body", "body": payload})
+
+
+def _answer_for(exc: Exception) -> tuple[int, dict, list[tuple[bytes, bytes]]]:
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return 503, error_body("database_unavailable", "the database connection was lost; retry"), [
+            (b"retry-after", b"1")]
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return 503, error_body("database_unavailable", "the database is unavailable; retry"), [(b"retry-after", b"5")]
+    causes = [exc, getattr(exc, "orig", None), exc.__cause__]
+    if any(isinstance(cause, ValueError) and "NUL" in str(cause) for cause in causes):
+        return 422, error_body("control_characters", "text must not contain NUL characters"), []
+    return 500, error_body("internal_error", "internal error"), []

@@ -225,6 +225,8 @@ class Settings(BaseSettings):
                                         default=86400, ge=1)
     api_rate_limit_per_s: int = _var("VIDEOGEN_API_RATE_LIMIT_PER_S", "API requests per user per second, all "
                                      "API processes together", default=20, ge=1)
+    api_auth_attempts_per_min: int = _var("VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN", "log-in and sign-up attempts per "
+                                          "client address (and log-ins per email) per minute", default=10, ge=1)
     api_max_active_jobs: int = _var("VIDEOGEN_API_MAX_ACTIVE_JOBS", "pending, queued or running jobs a user may "
                                     "have at once through the API", default=20, ge=1)
     webhook_allow_private: bool = _var("VIDEOGEN_WEBHOOK_ALLOW_PRIVATE", "let callback URLs reach loopback, "

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+import hashlib
+
+from fastapi import APIRouter, Request, status
 
 from api.deps import Caller, Context, require_write
 from api.schemas import (ApiKeyCreate, ApiKeyCreated, ApiKeyOut, LedgerEntryOut, Login, MeOut, RefreshRequest, SignUp,
                          TokenPairOut, UserOut, WebhookSecretOut)
 from videogen.accounts.users import Principal
+from videogen.errors import PermissionDeniedError, RateLimitedError
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -21,14 +24,32 @@ def _pair(ctx, principal: Principal, refresh_token: str) -> TokenPairOut:
                         expires_in=ctx.access_tokens.ttl_s)
 
 
+def limit_attempts(ctx, *keys: str) -> None:
+    """Sign-up and log-in cost an argon2 hash each and guess passwords: a per-minute budget per client
+    address (and per email), shared by every API process."""
+    for key in keys:
+        decision = ctx.auth_limiter.hit(key)
+        if not decision.allowed:
+            raise RateLimitedError(f"too many attempts; retry in {decision.retry_after_s} s",
+                                   retry_after_s=decision.retry_after_s, code="too_many_attempts")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/auth/signup", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-def sign_up(body: SignUp, ctx: Context) -> UserOut:
+def sign_up(body: SignUp, request: Request, ctx: Context) -> UserOut:
     """Create an account with the `user` role and no credits (an admin grants them)."""
+    limit_attempts(ctx, f"signup-ip:{client_address(request)}")
     return user_out(ctx.users.create(body.email, body.password, role="user"))
 
 
 @router.post("/auth/login", response_model=TokenPairOut)
-def log_in(body: Login, ctx: Context) -> TokenPairOut:
+def log_in(body: Login, request: Request, ctx: Context) -> TokenPairOut:
+    # The email as a digest: the rate-limit table holds no address (and no NUL a person might type).
+    email_key = hashlib.sha256(body.email.strip().lower().encode(errors="replace")).hexdigest()[:32]
+    limit_attempts(ctx, f"login-ip:{client_address(request)}", f"login-email:{email_key}")
     principal = ctx.users.authenticate(body.email, body.password)
     return _pair(ctx, principal, ctx.refresh_tokens.start(principal.user_id))
 
@@ -55,6 +76,11 @@ def me(principal: Caller, ctx: Context) -> MeOut:
 @router.post("/me/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
 def create_api_key(body: ApiKeyCreate, principal: Caller, ctx: Context) -> ApiKeyCreated:
     """A key for programs (`X-API-Key` header). The response is the only time the key is shown."""
+    require_write(principal)
+    wider = sorted(set(body.scopes) - principal.scopes)
+    if wider:
+        raise PermissionDeniedError(f"a key cannot create a key with more scopes than its own (not {', '.join(wider)})",
+                                    code="scope_escalation")
     issued = ctx.keys.create(principal.user_id, body.name, body.scopes)
     row = next(k for k in ctx.keys.list(principal.user_id) if k["id"] == issued.id)
     return ApiKeyCreated(**row, key=issued.key)
@@ -67,6 +93,7 @@ def list_api_keys(principal: Caller, ctx: Context) -> list[ApiKeyOut]:
 
 @router.delete("/me/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_api_key(key_id: int, principal: Caller, ctx: Context) -> None:
+    require_write(principal)
     ctx.keys.revoke(key_id, user_id=principal.user_id)
 
 

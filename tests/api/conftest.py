@@ -48,7 +48,8 @@ def start_api(database_url: str, work: Path, *, jwt_secret: str, extra_env: dict
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGEN_API_")}
     env.update({"DATABASE_URL": database_url, "VIDEOGEN_HOME": str(work / "home"),
                 "VIDEOGEN_STORAGE_ROOT": str(work / "storage"), "VIDEOGEN_API_JWT_SECRET": jwt_secret,
-                "VIDEOGEN_API_RATE_LIMIT_PER_S": "1000", **(extra_env or {})})
+                "VIDEOGEN_API_RATE_LIMIT_PER_S": "1000", "VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN": "1000",
+                **(extra_env or {})})
     with open(log, "wb") as out:
         process = start_in_new_session([sys.executable, "-m", "videogen.cli", "serve-api", "--port", str(port)],
                                        log=out, cwd=REPO, env=env)

@@ -151,3 +151,40 @@ def test_ready_is_503_while_the_schema_is_behind_and_200_when_it_is_ahead(admin_
         assert httpx.get(base + "/ready").status_code == 200
     finally:
         stop_session(process, grace_s=20)
+
+
+def test_a_read_only_key_cannot_make_itself_a_write_key_or_revoke_keys(api, user):
+    with api.client(**user.headers) as http:
+        reader = http.post("/api/v1/me/api-keys", json={"name": "reader", "scopes": ["read"]}).json()
+    with api.client(**{"X-API-Key": reader["key"]}) as http:
+        assert error_of(http.post("/api/v1/me/api-keys", json={"name": "x", "scopes": ["read", "write"]})) == (
+            403, "read_only_key", "this API key has the read scope only")
+        assert error_of(http.delete(f"/api/v1/me/api-keys/{reader['id']}"))[:2] == (403, "read_only_key")
+
+
+def test_log_in_attempts_are_limited_per_address_across_processes(api, tmp_path):
+    import secrets as token
+
+    import httpx
+
+    from tests.api.conftest import start_api
+    from videogen.devtools.processes import stop_session
+
+    process, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
+                                extra_env={"VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN": "3"})
+    try:
+        # One minute window: 3 attempts pass (wrong password: 401), the 4th is refused before hashing.
+        # A burst that straddled a minute boundary proves nothing and is sent again, from a fresh email
+        # and a fresh client address (uvicorn takes X-Forwarded-For from a local proxy).
+        for attempt in range(3):
+            started = time.time()
+            email, address = f"{token.token_hex(4)}@example.com", f"203.0.113.{10 + attempt}"
+            answers = [httpx.post(url + "/api/v1/auth/login", json={"email": email, "password": "x" * 12},
+                                  headers={"X-Forwarded-For": address}) for _ in range(4)]
+            if int(started // 60) == int(time.time() // 60):
+                break
+        codes = [a.status_code for a in answers]
+        assert codes[:3] == [401, 401, 401] and codes[3] == 429
+        assert error_of(answers[3])[:2] == (429, "too_many_attempts") and int(answers[3].headers["Retry-After"]) >= 1
+    finally:
+        stop_session(process, grace_s=20)

@@ -263,3 +263,23 @@ def test_credits_reconcile_after_a_mixed_batch(api, admin):
         ledger_sum = conn.execute(sa.select(sa.func.sum(credit_ledger.c.amount))
                                   .where(credit_ledger.c.user_id == owner.id)).scalar()
     assert ledger_sum == balance(api, owner.id)
+
+
+def test_nul_bytes_anywhere_get_a_422_and_no_traceback_in_the_log(api, admin, user):
+    with api.client(**admin.headers) as http:
+        for response in (http.post(f"/api/v1/users/{user.id}/credits", json={"amount": 1, "note": "a\u0000b"}),
+                         http.get("/api/v1/users", params={"after": "a\u0000b"}),
+                         http.post("/api/v1/users/u%00x/credits", json={"amount": 1}),
+                         http.get("/api/v1/jobs", params={"model": "ti\u0000ny"})):
+            assert error_of(response) == (422, "control_characters", "text must not contain NUL characters")
+        assert http.get("/api/v1/me").status_code == 200  # the connection is still good
+    log = api.log_text()
+    assert "Traceback" not in log and "[parameters:" not in log
+
+
+def test_huge_and_exponent_amounts_are_refused_with_a_reason(api, admin, user):
+    with api.client(**admin.headers) as http:
+        for amount in ("1e30", 10**30):
+            assert error_of(http.post(f"/api/v1/users/{user.id}/credits", json={"amount": amount}))[:2] == (
+                422, "invalid_amount")
+        assert http.post(f"/api/v1/users/{user.id}/credits", json={"amount": "1E+1"}).json()["credit_balance"] == "110.0000"

@@ -39,12 +39,12 @@ def parse_amount(raw: Any, *, allow_negative: bool = False) -> Decimal:
         raise ValidationError(f"amount must be a number, got {shown!r}", code="invalid_amount") from None
     if not value.is_finite():
         raise ValidationError(f"amount must be a finite number, got {shown!r}", code="invalid_amount")
-    if value != value.quantize(Decimal("0.0001")):
-        raise ValidationError(f"amount has at most 4 decimals, got {shown!r}", code="invalid_amount")
     if not allow_negative and value <= 0:
         raise ValidationError(f"amount must be greater than 0, got {shown!r}", code="invalid_amount")
-    if abs(value) > MAX_GRANT:
+    if abs(value) > MAX_GRANT:  # before quantize, which cannot represent 1e30 to 4 decimals
         raise ValidationError(f"amount must be at most {MAX_GRANT:,} credits, got {shown!r}", code="invalid_amount")
+    if value.as_tuple().exponent < -4 and value != value.quantize(Decimal("0.0001")):
+        raise ValidationError(f"amount has at most 4 decimals, got {shown!r}", code="invalid_amount")
     return value
 
 

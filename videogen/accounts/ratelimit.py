@@ -29,8 +29,21 @@ class RateDecision:
 
 
 class SharedRateLimiter:
-    def __init__(self, engine: sa.Engine, per_second: int) -> None:
-        self.engine, self.per_second = engine, per_second
+    """At most ``limit`` hits per key in each fixed window of ``window_s`` seconds (default: one second).
+
+    Keys are user ids, or ``<purpose>:<value>`` for requests without an account yet (log-in attempts
+    per client address and per email)."""
+
+    def __init__(self, engine: sa.Engine, per_second: int | None = None, *, limit: int | None = None,
+                 window_s: int = 1) -> None:
+        self.engine, self.window_s = engine, window_s
+        self.limit = limit if limit is not None else per_second
+        if self.limit is None:
+            raise ValueError("give per_second or limit")
+
+    @property
+    def per_second(self) -> int:
+        return self.limit
 
     def hit(self, user_id: str, *, now: float | None = None, conn: sa.Connection | None = None) -> RateDecision:
         """Count one request of ``user_id`` (in ``conn``'s transaction when given)."""
@@ -38,7 +51,7 @@ class SharedRateLimiter:
             with self.engine.begin() as own:
                 return self.hit(user_id, now=now, conn=own)
         moment = time.time() if now is None else now
-        window = int(moment)
+        window = int(moment // self.window_s) * self.window_s
         count = conn.execute(
             pg_insert(api_rate_limits).values(user_id=user_id, window_start=window, count=1)
             .on_conflict_do_update(index_elements=["user_id", "window_start"],
@@ -46,7 +59,7 @@ class SharedRateLimiter:
             .returning(api_rate_limits.c.count)
         ).scalar_one()
         if random.random() < CLEANUP_PROBABILITY:
-            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 60))
-        if count <= self.per_second:
+            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 3600))
+        if count <= self.limit:
             return RateDecision(True, count, 0)
-        return RateDecision(False, count, max(1, math.ceil(window + 1 - moment)))
+        return RateDecision(False, count, max(1, math.ceil(window + self.window_s - moment)))

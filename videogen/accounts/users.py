@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ MIN_PASSWORD, MAX_PASSWORD = 10, 256
 # telling which emails are registered.
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# argon2 takes 64 MiB per hash by design: at most this many at once per process, so a burst of log-ins
+# queues instead of exhausting the pod's memory.
+_HASHING = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,19 @@ class Users:
         """A new account; ``password`` None makes an account that only API keys can use."""
         address = normalize_email(email)
         check_role(role)
-        hashed = _hasher.hash(check_password(password)) if password is not None else None
+        hashed = None
+        if password is not None:
+            with _HASHING:
+                hashed = _hasher.hash(check_password(password))
         user_id = "u_" + secrets.token_hex(8)
-        with self.engine.begin() as conn:
-            taken = conn.execute(sa.select(users.c.id).where(sa.func.lower(users.c.email) == address)).first()
-            if taken is not None:
-                raise ConflictError(f"an account with email {address!r} already exists", code="email_taken")
-            conn.execute(users.insert().values(id=user_id, email=address, password_hash=hashed, role=role))
+        taken = ConflictError(f"an account with email {address!r} already exists", code="email_taken")
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(sa.select(users.c.id).where(sa.func.lower(users.c.email) == address)).first():
+                    raise taken
+                conn.execute(users.insert().values(id=user_id, email=address, password_hash=hashed, role=role))
+        except sa.exc.IntegrityError:  # a concurrent sign-up with the same email won
+            raise taken from None
         return self.get(user_id)
 
     def authenticate(self, email: Any, password: Any) -> Principal:
@@ -102,7 +112,8 @@ class Users:
             row = conn.execute(sa.select(users).where(sa.func.lower(users.c.email) == address,
                                                       users.c.deleted_at.is_(None))).mappings().first()
         try:
-            _hasher.verify(row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH, candidate)
+            with _HASHING:
+                _hasher.verify(row["password_hash"] if row and row["password_hash"] else _DUMMY_HASH, candidate)
         except (VerificationError, InvalidHashError):
             raise wrong from None
         if row is None or not row["password_hash"]:
