@@ -160,7 +160,7 @@ def retry(job_id: int, principal: Caller, ctx: Context) -> JobOut:
     """Resubmit a failed or canceled job (admin: any job; a user: their own). Reserves its price again."""
     visible_job(ctx, principal, job_id)
     require_write(principal)
-    ctx.store.operator.retry(job_id)
+    ctx.store.operator.retry(job_id, account=ctx.account_limits)
     return job_out(ctx, *ctx.store.pages.with_queue_position(job_id))
 
 

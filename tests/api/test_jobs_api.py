@@ -283,3 +283,39 @@ def test_huge_and_exponent_amounts_are_refused_with_a_reason(api, admin, user):
             assert error_of(http.post(f"/api/v1/users/{user.id}/credits", json={"amount": amount}))[:2] == (
                 422, "invalid_amount")
         assert http.post(f"/api/v1/users/{user.id}/credits", json={"amount": "1E+1"}).json()["credit_balance"] == "110.0000"
+
+
+def test_a_re_executed_failed_job_reserves_its_price_again(api, user):
+    """An operator re-executes a failed partition (a claim of a failed job): the failure refunded it,
+    so it is charged again; a job that succeeds is never free."""
+    with api.client(**user.headers) as http:
+        job = http.post("/api/v1/jobs", json=TINY).json()
+    store = JobStore(api.engine)
+    store.queue.mark_queued({job["id"]: "run-a"})
+    assert store.runs.claim(job["id"], "run-a")
+    assert store.runs.fail(job["id"], run_id="run-a", code="out_of_memory", message="CUDA out of memory")
+    assert balance(api, user.id) == Decimal("100")
+    assert store.runs.claim(job["id"], "run-b")  # the re-execution
+    assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+    assert store.reads.get(job["id"])["submission"] == 1
+
+
+def test_a_retry_counts_against_the_active_jobs_cap(api, tmp_path):
+    from tests.api.conftest import start_api
+    from videogen.devtools.processes import stop_session
+
+    import httpx
+
+    capped, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
+                               extra_env={"VIDEOGEN_API_MAX_ACTIVE_JOBS": "2"})
+    owner = make_account(api)
+    try:
+        with httpx.Client(base_url=url, headers=owner.headers, timeout=30) as http:
+            first = http.post("/api/v1/jobs", json=TINY).json()
+            http.post(f"/api/v1/jobs/{first['id']}/cancel")
+            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
+            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
+            assert error_of(http.post(f"/api/v1/jobs/{first['id']}/retry"))[:2] == (429, "too_many_active_jobs")
+            assert http.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "canceled"
+    finally:
+        stop_session(capped, grace_s=20)

@@ -143,3 +143,17 @@ class CreditLedger:
                 .where(credit_ledger.c.user_id == user_id).order_by(credit_ledger.c.id.desc()).limit(limit)
             ).mappings()
             return [dict(r) for r in rows]
+
+
+def reserve_again(conn: sa.Connection, job_id: int) -> bool:
+    """A failed or canceled job sent back to work (a retry, a re-executed partition) reserves the price
+    of its latest reservation again, under its new submission number; jobs that never reserved (SQL,
+    CLI) pay nothing. Raises :class:`InsufficientCreditsError` (the caller's transaction rolls back)."""
+    previous = reservation_of(conn, job_id)
+    if previous is None:
+        return False
+    from videogen.db.schema import jobs
+
+    submission = conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
+    reserve_for_job(conn, user_id=previous.user_id, job_id=job_id, submission=submission, amount=-previous.amount)
+    return True

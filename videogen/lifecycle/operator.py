@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from videogen.accounts.credits import reservation_of, reserve_for_job
+from videogen.accounts.credits import reserve_again
 from videogen.db.schema import jobs
 from videogen.errors import InvalidTransitionError, JobNotFoundError
+from videogen.lifecycle.submission import Account, check_active_jobs, lock_user
 from videogen.lifecycle.transitions import TRANSITIONS, apply_transition
 
 
@@ -30,12 +31,18 @@ class JobActions:
         allowed = ", ".join(TRANSITIONS["cancel"].sources[:-1]) + " or " + TRANSITIONS["cancel"].sources[-1]
         raise InvalidTransitionError(f"job {job_id} is {status}; only {allowed} jobs can be canceled")
 
-    def retry(self, job_id: int) -> int:
+    def retry(self, job_id: int, account: Account | None = None) -> int:
         """Send a failed or canceled job back to ``pending`` under a new submission (a new run key).
 
         Returns the new submission number. A job whose previous submission reserved credits (an API
-        job) reserves the same price again, or the retry is refused with InsufficientCreditsError."""
+        job) reserves the same price again, or the retry is refused with InsufficientCreditsError. With
+        an ``account`` (the API), the retry counts against the owner's active-jobs cap like a submission."""
         with self.engine.begin() as conn:
+            owner = conn.execute(sa.select(jobs.c.user_id).where(jobs.c.id == job_id)).scalar()
+            if account is not None and owner is not None:
+                lock_user(conn, owner)  # the same lock as submissions: the active-jobs cap holds
+                if account.max_active_jobs is not None and self._status_of(conn, job_id) in TRANSITIONS["retry"].sources:
+                    check_active_jobs(conn, owner, account)
             moved = apply_transition(
                 conn, job_id, "retry", stage="submit", message="resubmitted by request",
                 extra={"submission": jobs.c.submission + 1, "run_id": None, "error_code": None,
@@ -44,12 +51,8 @@ class JobActions:
                        "output_sha256": None, "not_before": None},
             )
             if moved:
-                submission = conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
-                previous = reservation_of(conn, job_id)
-                if previous is not None:
-                    reserve_for_job(conn, user_id=previous.user_id, job_id=job_id, submission=submission,
-                                    amount=-previous.amount)
-                return submission
+                reserve_again(conn, job_id)
+                return conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
             status = self._status_of(conn, job_id)
         raise InvalidTransitionError(
             f"job {job_id} is {status}; only failed or canceled jobs can be retried"

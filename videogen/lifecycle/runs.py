@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from videogen.accounts.credits import reserve_again
 from videogen.db.schema import job_events, jobs
 from videogen.errors import JobNotFoundError, ValidationError
 from videogen.lifecycle.transitions import apply_transition
@@ -50,10 +51,15 @@ class JobRuns:
                     # Kept across automatic resubmissions, like started_at: the first time it was queued.
                     name, extra = "queue", {"queued_at": sa.func.coalesce(jobs.c.queued_at, created)}
                 else:  # an operator re-executes a failed partition from the Dagster UI
+                    # A new submission, like a retry: the failure refunded the job's reservation, so
+                    # it reserves its price again (InsufficientCreditsError leaves the job failed).
                     name, extra = "requeue_failed", {"queued_at": created, "started_at": None,
-                                                     "finished_at": None, **_FAILED_ATTEMPT_RESET}
+                                                     "finished_at": None, "submission": jobs.c.submission + 1,
+                                                     **_FAILED_ATTEMPT_RESET}
                 apply_transition(conn, job_id, name, stage="queue", run_id=run_id, extra=extra,
                                  message=f"run {run_id} requested (recorded when the run started)")
+                if name == "requeue_failed":
+                    reserve_again(conn, job_id)
                 status = "queued"
             start = {"attempts": jobs.c.attempts + 1, "progress": 0.0, "not_before": None,
                      "heartbeat_at": sa.func.now(), "started_at": sa.func.coalesce(jobs.c.started_at, sa.func.now())}

@@ -71,6 +71,23 @@ def _as_text(value: Any) -> str | None:
     return None if value is None else str(_storable(value))
 
 
+def lock_user(conn: sa.Connection, user_id: str) -> None:
+    """One submission (or retry, or erasure) of a user at a time until the transaction ends: the
+    active-jobs count and the balance check cannot both pass for two concurrent requests."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
+
+
+def check_active_jobs(conn: sa.Connection, user_id: str, account: Account) -> None:
+    """RateLimitedError when one more active job would take the user past the active-jobs cap."""
+    active = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+        jobs.c.user_id == user_id, jobs.c.status.in_(["pending", *ACTIVE_STATUSES]))).scalar_one()
+    if active >= account.max_active_jobs:
+        raise RateLimitedError(
+            f"{active} of your jobs are pending, queued or running (the limit is {account.max_active_jobs}); "
+            "submit again when one has finished", retry_after_s=account.active_jobs_retry_after_s,
+            code="too_many_active_jobs")
+
+
 class JobSubmissions:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -112,9 +129,7 @@ class JobSubmissions:
                           error_message=error.message, finished_at=sa.func.now())
         with self.engine.begin() as conn:
             if account is not None:
-                # One submission of a user at a time past this point: the active-jobs count and the
-                # balance check cannot both pass for two concurrent requests over the limit.
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
+                lock_user(conn, user_id)
                 # Under the same lock an erasure takes: an account erased after the request was
                 # authenticated gets no job (not even a rejected one) under its old id.
                 if conn.execute(sa.select(users.c.id).where(users.c.id == user_id,
@@ -126,13 +141,7 @@ class JobSubmissions:
                 if existing is not None:
                     return existing
             if account is not None and error is None and account.max_active_jobs is not None:
-                active = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                    jobs.c.user_id == user_id, jobs.c.status.in_(["pending", *ACTIVE_STATUSES]))).scalar_one()
-                if active >= account.max_active_jobs:
-                    raise RateLimitedError(
-                        f"{active} of your jobs are pending, queued or running (the limit is "
-                        f"{account.max_active_jobs}); submit again when one has finished",
-                        retry_after_s=account.active_jobs_retry_after_s, code="too_many_active_jobs")
+                check_active_jobs(conn, user_id, account)
             row = conn.execute(
                 pg_insert(jobs).values(**values)
                 .on_conflict_do_nothing(constraint="jobs_user_idempotency_key")
