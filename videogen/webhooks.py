@@ -12,9 +12,10 @@ signed POST.
   ``X-Videogen-Timestamp: <unix seconds>``; a receiver recomputes the HMAC and refuses timestamps
   older than a few minutes (replay). :func:`verify_signature` is the reference check.
 * **No server-side request forgery**: a callback URL must be http(s) and every address its host
-  resolves to must be public, unless ``VIDEOGEN_WEBHOOK_ALLOW_PRIVATE`` (an operator's setting) says
-  otherwise; checked at submission and again before each attempt (DNS may change in between), and
-  redirects are not followed.
+  resolves to must be public (an IPv6 address carrying an IPv4 one is judged by that one), unless
+  ``VIDEOGEN_WEBHOOK_ALLOW_PRIVATE`` (an operator's setting) says otherwise; checked at submission
+  and again before each attempt, and the attempt connects to the address that was checked (no
+  second lookup to rebind), without following redirects.
 """
 
 from __future__ import annotations
@@ -40,10 +41,23 @@ RETRY_DELAYS_S = (5.0, 30.0, 120.0, 600.0, 1800.0)  # then the delivery is faile
 TIMEOUT_S = 10.0
 MAX_URL = 2048
 SIGNATURE_HEADER, TIMESTAMP_HEADER = "X-Videogen-Signature", "X-Videogen-Timestamp"
+# The same for every attempt of one delivery: a receiver that saw it already can drop the repeat
+# (delivery is at least once: a sensor that dies between the POST and its commit sends it again).
+DELIVERY_HEADER = "X-Videogen-Delivery"
 REPLAY_WINDOW_S = 300
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UnresolvableHostError(ValidationError):
+    """The callback's host does not resolve (now): refused at submission, retried at delivery."""
+
+    code = "callback_url_unresolvable"
+
+
+def _addresses(host: str) -> list[Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -51,12 +65,37 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        raise ValidationError(f"callback_url host {host!r} does not resolve", code="invalid_callback_url") from None
+        raise UnresolvableHostError(f"callback_url host {host!r} does not resolve") from None
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64, compatible), if any: such an
+    address reaches that IPv4 host, so it is judged by it."""
+    if address.version != 6:
+        return None
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
+    if address in NAT64 or int(address) >> 32 == 0:  # 64:ff9b::a.b.c.d, ::a.b.c.d
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public(address: Address) -> bool:
+    inner = _embedded_ipv4(address)
+    return address.is_global and (inner is None or inner.is_global)
 
 
 def check_callback_url(raw: Any, *, allow_private: bool) -> str:
     """The URL if a webhook may be sent there; a ValidationError naming the problem otherwise."""
+    return _checked(raw, allow_private=allow_private)[0]
+
+
+def _checked(raw: Any, *, allow_private: bool) -> tuple[str, list[Address]]:
     if not isinstance(raw, str) or not raw or len(raw) > MAX_URL or not raw.isprintable():
         raise ValidationError(f"callback_url must be an http(s) URL of at most {MAX_URL} printable characters",
                               code="invalid_callback_url")
@@ -65,13 +104,14 @@ def check_callback_url(raw: Any, *, allow_private: bool) -> str:
         raise ValidationError("callback_url must be an http:// or https:// URL with a host", code="invalid_callback_url")
     if parts.username or parts.password:
         raise ValidationError("callback_url must not contain credentials", code="invalid_callback_url")
+    addresses = _addresses(parts.hostname)
     if not allow_private:
-        for address in _addresses(parts.hostname):
-            if not address.is_global:
+        for address in addresses:
+            if not is_public(address):
                 raise ValidationError(
                     f"callback_url resolves to {address}, a loopback, link-local or private address; webhooks "
                     "go to public addresses only", code="callback_url_not_public")
-    return raw
+    return raw, addresses
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -123,14 +163,27 @@ class AttemptResult:
     error: str | None
 
 
-Post = Callable[[str, bytes, dict[str, str]], int]
+Post = Callable[[str, bytes, dict[str, str], "Address | None"], int]
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
+def http_post(url: str, body: bytes, headers: dict[str, str], address: Address | None = None) -> int:
+    """POST to ``url`` connecting to ``address`` (the one that was checked: a second DNS answer cannot
+    send the request elsewhere), the TLS name and Host header still the URL's host. Only the status
+    line is read: a receiver that drips its body cannot hold the sensor."""
     import httpx
 
-    with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
-        return client.post(url, content=body, headers=headers).status_code
+    parts = urlsplit(url)
+    target, extensions = url, {}
+    if address is not None:
+        host = f"[{address}]" if address.version == 6 else str(address)
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        target = parts._replace(netloc=netloc).geturl()
+        headers = {**headers, "Host": parts.netloc}
+        if parts.scheme == "https":
+            extensions["sni_hostname"] = parts.hostname
+    with httpx.Client(timeout=httpx.Timeout(TIMEOUT_S), follow_redirects=False) as client:
+        with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
+            return response.status_code
 
 
 def deliver_due(engine: sa.Engine, *, allow_private: bool, limit: int = 20, post: Post = http_post,
@@ -162,14 +215,17 @@ def _attempt(conn: sa.Connection, delivery: sa.RowMapping, *, allow_private: boo
         error = "the account has no webhook secret (deleted or never created)"
     else:
         try:
-            url = check_callback_url(delivery["url"], allow_private=allow_private)
+            url, addresses = _checked(delivery["url"], allow_private=allow_private)
             body = delivery["payload"].encode()
             stamp = int(now())
             status_code = post(url, body, {"Content-Type": "application/json", TIMESTAMP_HEADER: str(stamp),
                                            SIGNATURE_HEADER: sign(delivery["webhook_secret"], stamp, body),
-                                           "User-Agent": "videogen-webhooks/1"})
+                                           DELIVERY_HEADER: str(delivery["id"]), "User-Agent": "videogen-webhooks/1"},
+                               addresses[0])
             if not 200 <= status_code < 300:
                 error = f"the receiver answered HTTP {status_code}"
+        except UnresolvableHostError as exc:  # DNS may answer again later
+            error = exc.message
         except ValidationError as exc:  # the URL is not allowed (any more): retrying will not help
             error, permanent = exc.message, True
         except Exception as exc:  # noqa: BLE001 - any network failure is retried

@@ -17,7 +17,7 @@ from videogen.accounts.users import Users
 from videogen.db.schema import webhook_attempts, webhook_deliveries
 from videogen.errors import ValidationError
 from videogen.lifecycle import JobStore
-from videogen.webhooks import (SIGNATURE_HEADER, TIMESTAMP_HEADER, check_callback_url, deliver_due, sign,
+from videogen.webhooks import (DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, check_callback_url, deliver_due, sign,
                                verify_signature)
 
 
@@ -55,7 +55,10 @@ class Receiver:
 @pytest.mark.parametrize("url, shown", [("http://127.0.0.1:9000/hook", "127.0.0.1"),
                                         ("http://169.254.169.254/latest/meta-data", "169.254.169.254"),
                                         ("https://10.0.0.1/hook", "10.0.0.1"), ("http://[::1]/hook", "::1"),
-                                        ("http://localhost/hook", None)])
+                                        ("http://localhost/hook", None), ("http://2130706433/hook", None),
+                                        ("http://0177.0.0.1/hook", None), ("http://[::ffff:127.0.0.1]/", None),
+                                        ("http://[64:ff9b::a9fe:a9fe]/", None), ("http://[2002:a9fe:a9fe::]/", None),
+                                        ("http://[::127.0.0.1]/", None)])
 def test_callback_urls_to_private_addresses_are_refused(url, shown):
     with pytest.raises(ValidationError) as refused:
         check_callback_url(url, allow_private=False)
@@ -128,6 +131,8 @@ def test_a_final_status_is_delivered_signed_and_failures_are_retried(api, user):
     body = json.loads(sent["body"])
     assert body["event"] == "job.canceled" and body["job"]["id"] == job_id and "prompt" not in body["job"]
     assert verify_signature(secret, sent["body"], sent["headers"][SIGNATURE_HEADER], sent["headers"][TIMESTAMP_HEADER])
+    first_id = receiver.received[0]["headers"][DELIVERY_HEADER]
+    assert first_id == sent["headers"][DELIVERY_HEADER]  # both attempts: one delivery id to deduplicate on
     with api.engine.connect() as conn:
         attempts = conn.execute(sa.select(webhook_attempts.c.attempt, webhook_attempts.c.status_code)
                                 .join(webhook_deliveries).where(webhook_deliveries.c.job_id == job_id)
@@ -146,3 +151,19 @@ def test_a_delivery_to_an_address_that_became_private_fails_without_retrying(api
     assert [(r.state, r.error) for r in results] == [("failed", "callback_url resolves to 10.0.0.1, a loopback, "
                                                       "link-local or private address; webhooks go to public "
                                                       "addresses only")]
+
+
+def test_a_host_that_does_not_resolve_is_retried_at_delivery_and_refused_at_submission(api, user):
+    Users(api.engine).rotate_webhook_secret(user.id)
+    with api.client(**user.headers) as http:
+        refused = http.post("/api/v1/jobs", json={**TINY, "callback_url": "http://no-such-host.invalid/hook"})
+        assert error_of(refused) == (422, "callback_url_unresolvable",
+                                     "callback_url host 'no-such-host.invalid' does not resolve")
+        job_id = http.post("/api/v1/jobs", json=TINY).json()["id"]
+    with api.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET callback_url = 'http://no-such-host.invalid/hook' WHERE id = :id"),
+                     {"id": job_id})
+    JobStore(api.engine).operator.cancel(job_id)
+    results = [r for r in deliver_due(api.engine, allow_private=False) if r.job_id == job_id]
+    assert [(r.state, r.error) for r in results] == [
+        ("pending", "callback_url host 'no-such-host.invalid' does not resolve")]
