@@ -1,7 +1,8 @@
 """`pending` rows → one partitioned `generate_video` run each.
 
 Exactly-once without an id cursor: the source of truth is the row's status plus Dagster's run
-storage, never a cursor that a crash could leave behind.
+storage, never a cursor that a crash could leave behind. (The cursor holds only the generation
+pool limit this sensor last wrote; see pin_pool_limit.)
 
 * Each tick reads the oldest ``pending`` rows (status-driven, so a row that commits late with a
   lower id is simply found on the next tick; nothing is skipped).
@@ -68,25 +69,28 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
     )
 
 
-def pin_pool_limit(instance: dg.DagsterInstance, pool: str) -> bool:
+def pin_pool_limit(instance: dg.DagsterInstance, pool: str, last_written: int | None) -> int | None:
     """Write the instance's default pool limit (dagster.yaml ``concurrency.pools.default_limit``, the
     Helm values) as the pool's explicit limit, before any run of the tick can claim a slot. Returns
-    whether it wrote.
+    the limit this sensor has written (kept in its cursor), or ``last_written`` when it left it.
 
     Why: on PostgreSQL, Dagster's lazy initialization of a default-limited pool at the first slot
     claim fails the run whenever the pool's row already exists (two runs claiming at once, or a
     default changed since) — an INSERT that raises inside the transaction it then tries to go on
-    with (dagster-io/dagster#33552, open). A pool with an explicit limit never takes that path. The
-    limit stays defined in one place: this follows the configured default whenever it changes.
+    with (dagster-io/dagster#33552, open). A pool with an explicit limit never takes that path.
+
+    The limit follows the configured default when it changes, unless an operator has set another
+    one (``dagster instance concurrency set``, the UI): a limit this sensor did not write is kept.
     """
     default = instance.global_op_concurrency_default_limit
     if default is None:
-        return False
+        return last_written
     current = next((p for p in instance.event_log_storage.get_pool_limits() if p.name == pool), None)
-    if current is not None and not current.from_default and current.limit == default:
-        return False
+    ours = current is None or current.from_default or current.limit == last_written
+    if not ours or (current is not None and not current.from_default and current.limit == default):
+        return last_written if ours else None
     instance.event_log_storage.set_concurrency_slots(pool, default)
-    return True
+    return default
 
 
 @dg.sensor(
@@ -97,9 +101,13 @@ def pin_pool_limit(instance: dg.DagsterInstance, pool: str) -> bool:
 )
 def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource) -> dg.SensorResult:
     profile = load_profile(os.environ)
-    if pin_pool_limit(context.instance, GENERATION_POOL):
-        context.log.info(f"pool {GENERATION_POOL}: limit {context.instance.global_op_concurrency_default_limit}")
+    last_written = int(context.cursor) if (context.cursor or "").isdigit() else None
+    written = pin_pool_limit(context.instance, GENERATION_POOL, last_written)
+    if written != last_written and written is not None:
+        context.log.info(f"pool {GENERATION_POOL}: limit {written}")
     result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size)
     if result.run_requests:
         context.log.info(f"requesting {len(result.run_requests)} run(s)")
-    return result
+    return dg.SensorResult(run_requests=result.run_requests,
+                           dynamic_partitions_requests=result.dynamic_partitions_requests,
+                           cursor=str(written) if written is not None else None)

@@ -228,21 +228,27 @@ def test_runs_carry_no_run_config_and_no_gpu_tag(store, instance):
 
 def test_the_generation_pool_limit_is_written_explicitly_and_follows_the_configured_default(admin_url):
     """Dagster's lazy default-limit path crashes runs on PostgreSQL once the pool row exists
-    (dagster-io/dagster#33552): the sensor writes the configured default as an explicit limit first."""
+    (dagster-io/dagster#33552): the sensor writes the configured default as an explicit limit first,
+    follows the default when it changes, and keeps a limit an operator set."""
     from sensors.job_requests import pin_pool_limit
 
     dagster_db = create_database(admin_url, migrate=False)
+    pool = "videogen_generation"
 
     def limits(instance):
         return {p.name: (p.limit, p.from_default) for p in instance.event_log_storage.get_pool_limits()}
 
     storage = {"storage": {"postgres": {"postgres_url": dagster_db}}}
     with dg.instance_for_test(overrides={**storage, "concurrency": {"pools": {"default_limit": 2}}}) as instance:
-        instance.event_log_storage.initialize_concurrency_limit_to_default("videogen_generation")
-        assert limits(instance) == {"videogen_generation": (2, True)}  # what a first slot claim leaves
-        assert pin_pool_limit(instance, "videogen_generation")
-        assert limits(instance) == {"videogen_generation": (2, False)}
-        assert not pin_pool_limit(instance, "videogen_generation")  # nothing to do on the next ticks
+        instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+        assert limits(instance) == {pool: (2, True)}  # what a first slot claim leaves
+        assert pin_pool_limit(instance, pool, None) == 2
+        assert limits(instance) == {pool: (2, False)}
+        assert pin_pool_limit(instance, pool, 2) == 2  # nothing to write on the next ticks
     with dg.instance_for_test(overrides={**storage, "concurrency": {"pools": {"default_limit": 3}}}) as instance:
-        assert pin_pool_limit(instance, "videogen_generation")  # dagster.yaml changed: the limit follows
-        assert limits(instance) == {"videogen_generation": (3, False)}
+        assert pin_pool_limit(instance, pool, 2) == 3  # dagster.yaml changed: the limit follows
+        assert limits(instance) == {pool: (3, False)}
+        instance.event_log_storage.set_concurrency_slots(pool, 8)  # an operator's choice
+        assert pin_pool_limit(instance, pool, 3) is None
+        assert limits(instance) == {pool: (8, False)}
+        assert pin_pool_limit(instance, pool, None) is None  # and it stays

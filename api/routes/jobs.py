@@ -94,6 +94,8 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
     """Submit a generation request. Its price in credits is reserved from the balance at once and
     given back if the job ends rejected, failed or canceled."""
     require_write(principal)
+    if body.priority != 0 and principal.role != "admin":
+        raise PermissionDeniedError("only an admin may set a job's priority", code="admin_only")
     if body.callback_url is not None:
         check_callback_url(body.callback_url, allow_private=ctx.settings.webhook_allow_private)
         if not ctx.users.has_webhook_secret(principal.user_id):

@@ -44,6 +44,11 @@ def test_the_same_idempotency_key_returns_the_same_job_once_charged(api, user):
         assert (first.status_code, again.status_code) == (201, 200)
         assert first.json()["id"] == again.json()["id"]
         assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+        other = http.post("/api/v1/jobs", json={**TINY, "prompt": "another fox"}, headers={"Idempotency-Key": "batch-7"})
+        assert error_of(other) == (409, "idempotency_key_reused", "Idempotency-Key 'batch-7' was used for another "
+                                   f"request (job {first.json()['id']}); use a new key for a new request")
+        assert error_of(http.post("/api/v1/jobs", json={**TINY, "priority": 5})) == (
+            403, "admin_only", "only an admin may set a job's priority")
         bad = http.post("/api/v1/jobs", json=TINY, headers={"Idempotency-Key": "x" * 201})
         assert error_of(bad) == (422, "invalid_idempotency_key",
                                  "Idempotency-Key must be 1 to 200 printable characters")

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from videogen.accounts.credits import reserve_for_job
 from videogen.db.schema import ACTIVE_STATUSES, REQUEST_PARAMETERS, job_events, jobs, users
-from videogen.errors import AuthenticationError, RateLimitedError, ValidationError
+from videogen.errors import AuthenticationError, ConflictError, RateLimitedError, ValidationError
 from videogen.generation.registry import ModelRegistry
 from videogen.validation import validate_request
 
@@ -139,6 +139,7 @@ class JobSubmissions:
             if request.idempotency_key is not None:
                 existing = self._by_idempotency_key(conn, user_id, request.idempotency_key)
                 if existing is not None:
+                    self._check_same_request(conn, existing.job_id, values, request.idempotency_key)
                     return existing
             if account is not None and error is None and account.max_active_jobs is not None:
                 check_active_jobs(conn, user_id, account)
@@ -160,6 +161,15 @@ class JobSubmissions:
                 reserved = price
         return Submission(row.id, row.status, True, error.code if error else None, error.message if error else None,
                           reserved)
+
+    @staticmethod
+    def _check_same_request(conn: sa.Connection, job_id: int, values: dict[str, Any], key: str) -> None:
+        """An idempotency key names one request: the same key with another prompt is a client bug, not
+        a replay (parameters are not compared: the run writes their normalized form back)."""
+        stored = conn.execute(sa.select(jobs.c.prompt, jobs.c.negative_prompt).where(jobs.c.id == job_id)).one()
+        if (stored.prompt, stored.negative_prompt) != (values["prompt"], values["negative_prompt"]):
+            raise ConflictError(f"Idempotency-Key {key[:60]!r} was used for another request (job {job_id}); "
+                                "use a new key for a new request", code="idempotency_key_reused")
 
     @staticmethod
     def _by_idempotency_key(conn: sa.Connection, user_id: str, key: str | None) -> Submission | None:
