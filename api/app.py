@@ -15,11 +15,12 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.context import ApiContext
 from api.errors import UnhandledErrors, error_body, install_error_handlers
 from api.limits import BodySizeLimit
+from api.metrics import RequestMetrics, exposition
 from api.routes import accounts, admin, jobs, kpis, privacy
 from videogen.config import load_settings
 
@@ -50,12 +51,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.head_revision, app.state.known_revisions = known_revisions()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics)
     app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
     app.include_router(accounts.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(privacy.router)
     app.include_router(kpis.router)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        """Prometheus metrics: API requests (all workers) and the platform's jobs, from PostgreSQL (cached)."""
+        body, content_type = await run_in_threadpool(exposition, ctx.platform_metrics)
+        return Response(body, media_type=content_type)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

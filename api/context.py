@@ -90,6 +90,12 @@ class ApiContext:
         return Account(reserve_credits=True, max_active_jobs=self.settings.api_max_active_jobs)
 
     @cached_property
+    def platform_metrics(self):
+        from videogen.metrics.platform import PlatformCollector
+
+        return PlatformCollector(self.engine, heartbeat_timeout_s=self.settings.heartbeat_timeout_s)
+
+    @cached_property
     def storage(self):
         from videogen.storage.factory import storage_from_settings
 

@@ -223,6 +223,8 @@ def cmd_serve_models(args: argparse.Namespace, settings) -> int:
 
 
 def cmd_serve_api(args: argparse.Namespace, settings) -> int:
+    import os
+
     import uvicorn
 
     from videogen.devtools.ports import port_problem
@@ -234,6 +236,12 @@ def cmd_serve_api(args: argparse.Namespace, settings) -> int:
         _report_error(args, "port_unavailable", f"cannot listen on {host}:{port} ({problem}); "
                                                 "set VIDEOGEN_API_LISTEN_PORT or --port to a free port")
         return EXIT_ERROR
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to files here; /metrics merges them (prometheus-client's
+        # multiprocess mode). Set before the workers start; emptied at each start.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="videogen-api-metrics-")
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
                 log_level="info", proxy_headers=True, timeout_graceful_shutdown=10)
     return EXIT_OK

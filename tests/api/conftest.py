@@ -41,17 +41,18 @@ class ApiServer:
         return self.log.read_text(errors="replace")
 
 
-def start_api(database_url: str, work: Path, *, jwt_secret: str, extra_env: dict[str, str] | None = None):
+def start_api(database_url: str, work: Path, *, jwt_secret: str, extra_env: dict[str, str] | None = None,
+              args: tuple[str, ...] = ()):
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"api-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGEN_API_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOGEN_API_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update({"DATABASE_URL": database_url, "VIDEOGEN_HOME": str(work / "home"),
                 "VIDEOGEN_STORAGE_ROOT": str(work / "storage"), "VIDEOGEN_API_JWT_SECRET": jwt_secret,
                 "VIDEOGEN_API_RATE_LIMIT_PER_S": "1000", "VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN": "1000",
                 **(extra_env or {})})
     with open(log, "wb") as out:
-        process = start_in_new_session([sys.executable, "-m", "videogen.cli", "serve-api", "--port", str(port)],
+        process = start_in_new_session([sys.executable, "-m", "videogen.cli", "serve-api", "--port", str(port), *args],
                                        log=out, cwd=REPO, env=env)
     url = f"http://127.0.0.1:{port}"
 

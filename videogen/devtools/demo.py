@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndemo account {user_id}: balance {Users(engine).get(user_id)['credit_balance']} credits "
           f"(granted {DEMO_CREDITS}; each succeeded job is charged its credits, the others refunded)")
     print(f"HTTP API used: {api_url} (stopped with the main job; `videogen serve-api` starts it again, "
-          f"OpenAPI at {api_url}/docs)")
+          f"OpenAPI at {api_url}/docs, Prometheus metrics at {api_url}/metrics)")
     print("Open the Dagster UI on the same setup:  source scripts/env.sh && .venv/bin/dagster dev -w workspace.yaml")
     print("then http://127.0.0.1:3000 (jobs generate_video, submit_prompt; sensors; runs).")
     return 0 if ok else 1
