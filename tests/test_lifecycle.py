@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from videogen.errors import InvalidTransitionError, JobNotFoundError, ValidationError
+from videogen.errors import ConflictError, InvalidTransitionError, JobNotFoundError, ValidationError
 from videogen.generation.registry import ModelRegistry
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore, run_key
@@ -125,10 +125,13 @@ def test_worker_death_resubmits_with_backoff(store):
 
 def test_idempotency_key_returns_the_same_job(store, registry):
     first = store.submissions.submit(JobRequest(user_id="ana", prompt="p", idempotency_key="k1"), registry=registry)
-    again = store.submissions.submit(JobRequest(user_id="ana", prompt="other", idempotency_key="k1"), registry=registry)
+    again = store.submissions.submit(JobRequest(user_id="ana", prompt="p", idempotency_key="k1"), registry=registry)
     other_user = store.submissions.submit(JobRequest(user_id="bob", prompt="p", idempotency_key="k1"), registry=registry)
     assert again.job_id == first.job_id and not again.created
     assert other_user.job_id != first.job_id and other_user.created
+    # The same key for another prompt is a client's mistake, not a replay: refused, nothing stored.
+    with pytest.raises(ConflictError, match=r"Idempotency-Key 'k1' was used for another request \(job \d+\)"):
+        store.submissions.submit(JobRequest(user_id="ana", prompt="other", idempotency_key="k1"), registry=registry)
 
 
 def test_pending_batch_is_round_robin_over_users(store):
