@@ -336,17 +336,47 @@ def test_every_arg_is_one_build_app_reads():
     assert MARKER_ARGS <= args
 
 
-def test_one_generation_per_gpu_and_replicas_that_follow_the_queue():
-    deployment = text_to_video()
-    assert deployment["max_ongoing_requests"] == 1
-    assert deployment["ray_actor_options"]["num_gpus"] == 1
-    scaling = deployment["autoscaling_config"]
-    assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"]
-    if "initial_replicas" in scaling:
-        assert scaling["min_replicas"] <= scaling["initial_replicas"] <= scaling["max_replicas"]
+def serving_limits_problems(deployment: dict) -> list[str]:
+    """What is wrong with a deployment's per-GPU limit and its Serve autoscaling (empty: nothing)."""
+    problems = []
+    if deployment.get("max_ongoing_requests") != 1:
+        problems.append("max_ongoing_requests must be 1 (one generation per GPU)")
+    if deployment.get("ray_actor_options", {}).get("num_gpus") != 1:
+        problems.append("each replica must hold one GPU")
+    if "num_replicas" in deployment:
+        problems.append("num_replicas fixes the count; autoscaling_config must decide it")
+    scaling = deployment.get("autoscaling_config", {})
+    low, high = scaling.get("min_replicas", 0), scaling.get("max_replicas", 0)
+    if not 1 <= low <= high:
+        problems.append(f"replicas must satisfy 1 <= min ({low}) <= max ({high})")
+    if "initial_replicas" in scaling and not low <= scaling["initial_replicas"] <= high:
+        problems.append(f"initial_replicas {scaling['initial_replicas']} is outside [{low}, {high}]")
     # Ray warns that autoscaling never happens when the target exceeds max_ongoing_requests.
-    assert 0 < scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"]
-    assert "num_replicas" not in deployment
+    if not 0 < scaling.get("target_ongoing_requests", 0) <= deployment.get("max_ongoing_requests", 0):
+        problems.append("target_ongoing_requests must be in (0, max_ongoing_requests]")
+    return problems
+
+
+def test_one_generation_per_gpu_and_replicas_that_follow_the_queue():
+    assert serving_limits_problems(text_to_video()) == []
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"autoscaling_config": {"min_replicas": 0}}, "replicas must satisfy"),
+    ({"autoscaling_config": {"min_replicas": 5, "max_replicas": 2}}, "replicas must satisfy"),
+    ({"autoscaling_config": {"initial_replicas": 99}}, "initial_replicas 99"),
+    ({"autoscaling_config": {"target_ongoing_requests": 3}}, "target_ongoing_requests"),
+    ({"max_ongoing_requests": 2}, "max_ongoing_requests must be 1"),
+    ({"num_replicas": 2}, "num_replicas fixes the count"),
+])
+def test_the_serving_limits_check_catches_a_broken_copy(change, problem):
+    broken = copy.deepcopy(text_to_video())
+    for key, value in change.items():
+        if isinstance(value, dict):
+            broken.setdefault(key, {}).update(value)
+        else:
+            broken[key] = value
+    assert any(problem in p for p in serving_limits_problems(broken)), serving_limits_problems(broken)
 
 
 # --- 5: sizing and wiring --------------------------------------------------------------------
