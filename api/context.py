@@ -83,7 +83,7 @@ class ApiContext:
 
     @cached_property
     def auth_limiter(self) -> SharedRateLimiter:
-        return SharedRateLimiter(self.engine, limit=self.settings.api_auth_attempts_per_min, window_s=60)
+        return SharedRateLimiter(self.engine, self.settings.api_auth_attempts_per_min, window_s=60)
 
     @cached_property
     def account_limits(self) -> Account:

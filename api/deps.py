@@ -40,7 +40,7 @@ def caller(
         principal = authenticate(ctx, conn, authorization, x_api_key)
         decision = ctx.limiter.hit(principal.user_id, conn=conn)
     if not decision.allowed:
-        raise RateLimitedError(f"more than {ctx.limiter.per_second} requests per second; retry in "
+        raise RateLimitedError(f"more than {ctx.limiter.limit} requests per second; retry in "
                                f"{decision.retry_after_s} s", retry_after_s=decision.retry_after_s)
     return principal
 

@@ -38,6 +38,13 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+async def send_json_error(send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer with an error body from ASGI middleware (outside FastAPI's handlers)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *headers]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
 def status_for(exc: errors.VideogenError) -> int:
     for kind, status in STATUS_BY_ERROR:
         if isinstance(exc, kind):
@@ -132,10 +139,7 @@ class UnhandledErrors:
             logger.error("%s on %s %s answered %d", type(exc).__name__, scope.get("method"), scope.get("path"), status)
             if started:  # the response is half sent (a stream): nothing more can be said
                 return
-            payload = json.dumps(body).encode()
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"), *headers]})
-            await send({"type": "http.response.body", "body": payload})
+            await send_json_error(send, status, body, headers)
 
 
 def _answer_for(exc: Exception) -> tuple[int, dict, list[tuple[bytes, bytes]]]:

@@ -3,9 +3,9 @@ read, and on the bytes actually received for a chunked body, so an oversized bod
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
+
+from api.errors import error_body, send_json_error
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -23,11 +23,8 @@ class BodySizeLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def _reject(self, send) -> None:
-        body = json.dumps({"error": {"code": "body_too_large",
-                                     "message": f"the request body is larger than {self.max_bytes // 1024} KiB"}})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send_json_error(send, 413, error_body("body_too_large", BodyTooLarge(self.max_bytes).detail),
+                              [(b"connection", b"close")])
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -3,6 +3,7 @@ HTTP with httpx. One server per test module; accounts are made through the core 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -66,6 +67,16 @@ def start_api(database_url: str, work: Path, *, jwt_secret: str, extra_env: dict
 
     wait_until(up, 60, "serve-api to answer /health", poll_s=0.2)
     return process, url, log
+
+
+@contextlib.contextmanager
+def another_api(api: "ApiServer", work: Path, **env: str) -> Iterator[str]:
+    """A second serve-api over the same database and signing key, with other settings; its URL."""
+    process, url, _ = start_api(api.database_url, work, jwt_secret=api.jwt_secret, extra_env=env)
+    try:
+        yield url
+    finally:
+        stop_session(process, grace_s=20)
 
 
 @pytest.fixture(scope="module")

@@ -167,12 +167,9 @@ def test_log_in_attempts_are_limited_per_address_across_processes(api, tmp_path)
 
     import httpx
 
-    from tests.api.conftest import start_api
-    from videogen.devtools.processes import stop_session
+    from tests.api.conftest import another_api
 
-    process, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
-                                extra_env={"VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN": "3"})
-    try:
+    with another_api(api, tmp_path, VIDEOGEN_API_AUTH_ATTEMPTS_PER_MIN="3") as url:
         # One minute window: 3 attempts pass (wrong password: 401), the 4th is refused before hashing.
         # A burst that straddled a minute boundary proves nothing and is sent again, from a fresh email
         # and a fresh client address (uvicorn takes X-Forwarded-For from a local proxy).
@@ -183,8 +180,6 @@ def test_log_in_attempts_are_limited_per_address_across_processes(api, tmp_path)
                                   headers={"X-Forwarded-For": address}) for _ in range(4)]
             if int(started // 60) == int(time.time() // 60):
                 break
-        codes = [a.status_code for a in answers]
-        assert codes[:3] == [401, 401, 401] and codes[3] == 429
-        assert error_of(answers[3])[:2] == (429, "too_many_attempts") and int(answers[3].headers["Retry-After"]) >= 1
-    finally:
-        stop_session(process, grace_s=20)
+    codes = [a.status_code for a in answers]
+    assert codes[:3] == [401, 401, 401] and codes[3] == 429
+    assert error_of(answers[3])[:2] == (429, "too_many_attempts") and int(answers[3].headers["Retry-After"]) >= 1

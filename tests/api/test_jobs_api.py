@@ -306,21 +306,16 @@ def test_a_re_executed_failed_job_reserves_its_price_again(api, user):
 
 
 def test_a_retry_counts_against_the_active_jobs_cap(api, tmp_path):
-    from tests.api.conftest import start_api
-    from videogen.devtools.processes import stop_session
-
     import httpx
 
-    capped, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
-                               extra_env={"VIDEOGEN_API_MAX_ACTIVE_JOBS": "2"})
+    from tests.api.conftest import another_api
+
     owner = make_account(api)
-    try:
-        with httpx.Client(base_url=url, headers=owner.headers, timeout=30) as http:
-            first = http.post("/api/v1/jobs", json=TINY).json()
-            http.post(f"/api/v1/jobs/{first['id']}/cancel")
-            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
-            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
-            assert error_of(http.post(f"/api/v1/jobs/{first['id']}/retry"))[:2] == (429, "too_many_active_jobs")
-            assert http.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "canceled"
-    finally:
-        stop_session(capped, grace_s=20)
+    with another_api(api, tmp_path, VIDEOGEN_API_MAX_ACTIVE_JOBS="2") as url, \
+            httpx.Client(base_url=url, headers=owner.headers, timeout=30) as http:
+        first = http.post("/api/v1/jobs", json=TINY).json()
+        http.post(f"/api/v1/jobs/{first['id']}/cancel")
+        assert http.post("/api/v1/jobs", json=TINY).status_code == 201
+        assert http.post("/api/v1/jobs", json=TINY).status_code == 201
+        assert error_of(http.post(f"/api/v1/jobs/{first['id']}/retry"))[:2] == (429, "too_many_active_jobs")
+        assert http.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "canceled"

@@ -8,12 +8,11 @@ import time
 
 import httpx
 
-from tests.api.conftest import make_account, start_api
+from tests.api.conftest import another_api, make_account
 from tests.api.test_auth import error_of
 from tests.api.test_jobs_api import TINY
 from tests.waiting import wait_until
 from videogen.accounts.ratelimit import SharedRateLimiter
-from videogen.devtools.processes import stop_session
 from videogen.lifecycle import JobStore
 
 
@@ -67,7 +66,7 @@ def test_a_stream_of_another_users_job_is_404(api, user):
 
 def test_the_rate_limiter_counts_per_user_and_second_across_instances(api):
     # Two limiters over one database stand for two API processes: they share every window.
-    first, second = SharedRateLimiter(api.engine, per_second=3), SharedRateLimiter(api.engine, per_second=3)
+    first, second = SharedRateLimiter(api.engine, 3), SharedRateLimiter(api.engine, 3)
     t = 1_900_000_000.25
     decisions = [(first if i % 2 else second).hit("ana", now=t) for i in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
@@ -78,11 +77,8 @@ def test_the_rate_limiter_counts_per_user_and_second_across_instances(api):
 
 def test_two_api_processes_share_the_rate_limit(api, tmp_path):
     limit = 3
-    second, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
-                               extra_env={"VIDEOGEN_API_RATE_LIMIT_PER_S": str(limit)})
-    third, url2, _ = start_api(api.database_url, tmp_path / "b", jwt_secret=api.jwt_secret,
-                               extra_env={"VIDEOGEN_API_RATE_LIMIT_PER_S": str(limit)})
-    try:
+    with another_api(api, tmp_path, VIDEOGEN_API_RATE_LIMIT_PER_S=str(limit)) as url, \
+            another_api(api, tmp_path / "b", VIDEOGEN_API_RATE_LIMIT_PER_S=str(limit)) as url2:
         # Within one one-second window: one request to the first process, then `limit` to the second.
         # With a shared count the second process refuses its last one (limit + 1 in the window); with
         # a count per process it would allow all of them. A burst that crossed a second boundary
@@ -98,28 +94,21 @@ def test_two_api_processes_share_the_rate_limit(api, tmp_path):
                     break
         else:
             raise AssertionError("no burst of 4 requests fitted in one second")
-        assert [r.status_code for r in responses] == [200] * limit + [429]
-        limited = responses[-1]
-        assert limited.headers["Retry-After"] == "1"
-        assert error_of(limited) == (429, "rate_limited", f"more than {limit} requests per second; retry in 1 s")
-    finally:
-        stop_session(second, grace_s=20)
-        stop_session(third, grace_s=20)
+    assert [r.status_code for r in responses] == [200] * limit + [429]
+    limited = responses[-1]
+    assert limited.headers["Retry-After"] == "1"
+    assert error_of(limited) == (429, "rate_limited", f"more than {limit} requests per second; retry in 1 s")
 
 
 def test_the_active_jobs_cap_is_429_and_lifts_when_a_job_ends(api, tmp_path):
-    capped, url, _ = start_api(api.database_url, tmp_path, jwt_secret=api.jwt_secret,
-                               extra_env={"VIDEOGEN_API_MAX_ACTIVE_JOBS": "2"})
     owner = make_account(api)
-    try:
-        with httpx.Client(base_url=url, headers=owner.headers, timeout=30) as http:
-            first = http.post("/api/v1/jobs", json=TINY).json()
-            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
-            refused = http.post("/api/v1/jobs", json=TINY)
-            assert error_of(refused) == (429, "too_many_active_jobs", "2 of your jobs are pending, queued or running "
-                                         "(the limit is 2); submit again when one has finished")
-            assert refused.headers["Retry-After"] == "5"
-            http.post(f"/api/v1/jobs/{first['id']}/cancel")
-            assert http.post("/api/v1/jobs", json=TINY).status_code == 201
-    finally:
-        stop_session(capped, grace_s=20)
+    with another_api(api, tmp_path, VIDEOGEN_API_MAX_ACTIVE_JOBS="2") as url, \
+            httpx.Client(base_url=url, headers=owner.headers, timeout=30) as http:
+        first = http.post("/api/v1/jobs", json=TINY).json()
+        assert http.post("/api/v1/jobs", json=TINY).status_code == 201
+        refused = http.post("/api/v1/jobs", json=TINY)
+        assert error_of(refused) == (429, "too_many_active_jobs", "2 of your jobs are pending, queued or running "
+                                     "(the limit is 2); submit again when one has finished")
+        assert refused.headers["Retry-After"] == "5"
+        http.post(f"/api/v1/jobs/{first['id']}/cancel")
+        assert http.post("/api/v1/jobs", json=TINY).status_code == 201

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from videogen.db.schema import credit_ledger, users
+from videogen.db.schema import credit_ledger, jobs, users
 from videogen.errors import InsufficientCreditsError, UserNotFoundError, ValidationError
 
 MAX_GRANT = Decimal("1000000000")
@@ -152,8 +152,6 @@ def reserve_again(conn: sa.Connection, job_id: int) -> bool:
     previous = reservation_of(conn, job_id)
     if previous is None:
         return False
-    from videogen.db.schema import jobs
-
     submission = conn.execute(sa.select(jobs.c.submission).where(jobs.c.id == job_id)).scalar_one()
     reserve_for_job(conn, user_id=previous.user_id, job_id=job_id, submission=submission, amount=-previous.amount)
     return True

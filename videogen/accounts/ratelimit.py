@@ -34,16 +34,8 @@ class SharedRateLimiter:
     Keys are user ids, or ``<purpose>:<value>`` for requests without an account yet (log-in attempts
     per client address and per email)."""
 
-    def __init__(self, engine: sa.Engine, per_second: int | None = None, *, limit: int | None = None,
-                 window_s: int = 1) -> None:
-        self.engine, self.window_s = engine, window_s
-        self.limit = limit if limit is not None else per_second
-        if self.limit is None:
-            raise ValueError("give per_second or limit")
-
-    @property
-    def per_second(self) -> int:
-        return self.limit
+    def __init__(self, engine: sa.Engine, limit: int, *, window_s: int = 1) -> None:
+        self.engine, self.limit, self.window_s = engine, limit, window_s
 
     def hit(self, user_id: str, *, now: float | None = None, conn: sa.Connection | None = None) -> RateDecision:
         """Count one request of ``user_id`` (in ``conn``'s transaction when given)."""
