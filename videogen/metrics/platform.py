@@ -1,5 +1,9 @@
 """Platform metrics computed from PostgreSQL, cached, so that any number of API replicas scraped at
 any rate cost the database one set of aggregate queries per cache period and report the same values.
+
+Every value is an aggregate over a table, never one row: the alert rules and dashboards of
+k8s/monitoring/ (docs/operations.md) read these names, and tests/deploy/test_monitoring.py checks that
+every name they use is one this collector or the API exports.
 """
 
 from __future__ import annotations
@@ -10,10 +14,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from videogen.db.schema import STATUSES, jobs
+from videogen.kpi.tables import KPI_DAILY, KPI_DAILY_BY_MODEL
+
+# Upper bounds (seconds) of the generation-time histogram: the tiny test models take about a second,
+# the production models minutes.
+GENERATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0)
+KPI_TABLES = (KPI_DAILY, KPI_DAILY_BY_MODEL)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,13 @@ class PlatformSnapshot:
     failed_by_error_code: dict[str, int]
     credits_consumed: float
     gpu_seconds: float
+    # Sum of output_size_bytes of the jobs whose video is still in the bucket (output_uri set: the
+    # retention job and account erasure clear it when they delete the object).
+    bucket_used_bytes: float = 0.0
+    # model -> (cumulative counts per GENERATION_BUCKETS bound, count, sum) over succeeded jobs.
+    generation_seconds: dict[str, tuple[tuple[int, ...], int, float]] = field(default_factory=dict)
+    # KPI table -> Unix time of its newest computed_at (absent while the table is empty).
+    kpi_computed_at: dict[str, float] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
     query_seconds: float = 0.0
 
@@ -46,11 +64,25 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformS
         credits, gpu = conn.execute(sa.select(
             sa.func.coalesce(sa.func.sum(jobs.c.credits).filter(jobs.c.status == "succeeded"), 0),
             sa.func.coalesce(sa.func.sum(jobs.c.gpu_seconds), 0))).one()
+        bucket_bytes = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(jobs.c.output_size_bytes), 0))
+                                    .where(jobs.c.output_uri.is_not(None))).scalar_one()
+        # A succeeded job's gpu_seconds no longer changes (they add up over its attempts while it
+        # runs), so these counts only grow: a cumulative histogram Prometheus can take rate() of.
+        bucket_counts = [sa.func.count().filter(jobs.c.gpu_seconds <= bound) for bound in GENERATION_BUCKETS]
+        generation = {row[0]: (tuple(row[1:-2]), row[-2], float(row[-1])) for row in conn.execute(
+            sa.select(jobs.c.model, *bucket_counts, sa.func.count(), sa.func.sum(jobs.c.gpu_seconds))
+            .where(jobs.c.status == "succeeded", jobs.c.gpu_seconds.is_not(None)).group_by(jobs.c.model))}
+        kpi = {}
+        for table in KPI_TABLES:
+            newest = conn.execute(sa.text(f"SELECT extract(epoch FROM max(computed_at)) FROM {table}")).scalar()
+            if newest is not None:
+                kpi[table] = float(newest)
     by_status = {status: 0 for status in STATUSES}
     for (status, _), n in by_status_model.items():
         by_status[status] = by_status.get(status, 0) + n
     return PlatformSnapshot(by_status, by_status_model, float(oldest or 0.0), stale, failed, float(credits),
-                            float(gpu), query_seconds=time.perf_counter() - started)
+                            float(gpu), bucket_used_bytes=float(bucket_bytes), generation_seconds=generation,
+                            kpi_computed_at=kpi, query_seconds=time.perf_counter() - started)
 
 
 class PlatformCollector(Collector):
@@ -91,8 +123,28 @@ class PlatformCollector(Collector):
                                   value=snap.credits_consumed)
         yield CounterMetricFamily("videogen_gpu_seconds", "Seconds of generation (denoising) of all jobs.",
                                   value=snap.gpu_seconds)
+        yield GaugeMetricFamily("videogen_bucket_used_bytes",
+                                "Bytes of the videos the jobs table says are in the bucket (sum of output_size_bytes "
+                                "of jobs whose output is kept).", value=snap.bucket_used_bytes)
+        generation = HistogramMetricFamily(
+            "videogen_generation_duration_seconds",
+            "Generation time (gpu_seconds, all attempts) of succeeded jobs, by model.", labels=["model"])
+        for model, (counts, count, total) in sorted(snap.generation_seconds.items()):
+            buckets = [(_le(bound), n) for bound, n in zip(GENERATION_BUCKETS, counts)] + [("+Inf", count)]
+            generation.add_metric([model], buckets, total)
+        yield generation
+        kpi = GaugeMetricFamily("videogen_kpi_table_last_computed_timestamp_seconds",
+                                "Unix time of the newest computed_at of a KPI table (its last materialization).",
+                                labels=["table"])
+        for table, at in sorted(snap.kpi_computed_at.items()):
+            kpi.add_metric([table], at)
+        yield kpi
         yield GaugeMetricFamily("videogen_platform_metrics_query_seconds",
                                 "How long the last refresh of these metrics took in PostgreSQL.",
                                 value=snap.query_seconds)
         yield GaugeMetricFamily("videogen_platform_metrics_age_seconds", "Age of the cached platform metrics.",
                                 value=max(0.0, time.time() - snap.taken_at))
+
+
+def _le(bound: float) -> str:
+    return floatToGoString(bound)

@@ -1,0 +1,63 @@
+"""The platform collector's values against rows written straight into PostgreSQL (no API process):
+bucket bytes, the generation-time histogram and the KPI tables' last computation time, read through
+prometheus-client's own exposition and parser."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from videogen.db.schema import jobs
+from videogen.metrics.platform import GENERATION_BUCKETS, PlatformCollector
+
+
+def exposed(engine) -> dict[tuple[str, tuple], float]:
+    registry = CollectorRegistry()
+    registry.register(PlatformCollector(engine, heartbeat_timeout_s=60, cache_s=0))
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def add_job(conn, **values) -> None:
+    conn.execute(jobs.insert().values(user_id="u1", prompt="a cat", **values))
+
+
+def test_bucket_bytes_generation_histogram_and_kpi_times_come_from_the_tables(engine):
+    empty = exposed(engine)
+    assert empty[("videogen_bucket_used_bytes", ())] == 0
+    assert not [k for k in empty if k[0].startswith("videogen_generation_duration_seconds")]
+    assert not [k for k in empty if k[0] == "videogen_kpi_table_last_computed_timestamp_seconds"]
+
+    with engine.begin() as conn:
+        add_job(conn, status="succeeded", model="tiny", gpu_seconds=0.5, output_uri="s3://b/1.mp4", output_size_bytes=1000)
+        add_job(conn, status="succeeded", model="tiny", gpu_seconds=7.0, output_uri="s3://b/2.mp4", output_size_bytes=2000)
+        # Output deleted by retention: its bytes are no longer in the bucket; its generation time counts.
+        add_job(conn, status="succeeded", model="big", gpu_seconds=400.0, output_uri=None, output_size_bytes=5000)
+        # Not succeeded: outside the histogram (its gpu_seconds may still grow with another attempt).
+        add_job(conn, status="failed", model="tiny", gpu_seconds=3.0, error_code="GPU_OOM")
+        add_job(conn, status="pending", model="tiny")
+        computed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+        conn.execute(sa.text("INSERT INTO kpi_spark_daily (job_date, total_jobs, succeeded_jobs, failed_jobs, "
+                             "rejected_jobs, canceled_jobs, active_users, credits_consumed, gpu_seconds, computed_at) "
+                             "VALUES (:d, 0, 0, 0, 0, 0, 0, 0, 0, :c)"), {"d": date(2026, 1, 1), "c": computed})
+    metrics = exposed(engine)
+
+    assert metrics[("videogen_bucket_used_bytes", ())] == 3000
+    name = "videogen_generation_duration_seconds"
+    assert metrics[(name + "_count", (("model", "tiny"),))] == 2
+    assert metrics[(name + "_sum", (("model", "tiny"),))] == 7.5
+    assert metrics[(name + "_count", (("model", "big"),))] == 1
+
+    def bucket(model: str, le: str) -> float:
+        return metrics[(name + "_bucket", (("le", le), ("model", model)))]
+
+    assert (bucket("tiny", "1.0"), bucket("tiny", "5.0"), bucket("tiny", "10.0"), bucket("tiny", "+Inf")) == (1, 1, 2, 2)
+    assert (bucket("big", "300.0"), bucket("big", "600.0")) == (0, 1)
+    assert len([k for k in metrics if k[0] == name + "_bucket" and dict(k[1])["model"] == "tiny"]) == len(GENERATION_BUCKETS) + 1
+    kpi = "videogen_kpi_table_last_computed_timestamp_seconds"
+    assert metrics[(kpi, (("table", "kpi_spark_daily"),))] == computed.timestamp()
+    assert (kpi, (("table", "kpi_spark_daily_by_model"),)) not in metrics  # empty table: no sample
