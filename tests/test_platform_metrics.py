@@ -4,7 +4,7 @@ prometheus-client's own exposition and parser."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
@@ -61,3 +61,30 @@ def test_bucket_bytes_generation_histogram_and_kpi_times_come_from_the_tables(en
     kpi = "videogen_kpi_table_last_computed_timestamp_seconds"
     assert metrics[(kpi, (("table", "kpi_spark_daily"),))] == computed.timestamp()
     assert (kpi, (("table", "kpi_spark_daily_by_model"),)) not in metrics  # empty table: no sample
+
+
+def test_sensor_dispatch_and_kpi_reconciliation_come_from_the_tables(engine):
+    metrics = exposed(engine)
+    assert metrics[("videogen_jobs_oldest_due_pending_age_seconds", ())] == 0
+    assert metrics[("videogen_jobs_last_queued_timestamp_seconds", ())] == 0
+    assert metrics[("videogen_kpi_unreconciled_days", ())] == 0
+    with engine.begin() as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        # Waiting 10 minutes for the sensor; another one not due before an hour (a retry's delay).
+        add_job(conn, status="pending", created_at=now - timedelta(minutes=10))
+        add_job(conn, status="pending", created_at=now - timedelta(hours=2), not_before=now + timedelta(hours=1))
+        queued = now - timedelta(minutes=3)
+        add_job(conn, status="queued", created_at=now - timedelta(minutes=4), queued_at=queued)
+        # Two days ago: 2 jobs, and a KPI row computed after that day says 1 (unreconciled); yesterday: 1 and 1.
+        day2, day1 = (now - timedelta(days=2)).date(), (now - timedelta(days=1)).date()
+        for day, n in ((day2, 2), (day1, 1)):
+            for _ in range(n):
+                add_job(conn, status="succeeded", created_at=datetime.combine(day, time(12), tzinfo=timezone.utc))
+        for day, total in ((day2, 1), (day1, 1)):
+            conn.execute(sa.text("INSERT INTO kpi_spark_daily (job_date, total_jobs, succeeded_jobs, failed_jobs, "
+                                 "rejected_jobs, canceled_jobs, active_users, credits_consumed, gpu_seconds, computed_at) "
+                                 "VALUES (:d, :t, 0, 0, 0, 0, 0, 0, 0, :c)"), {"d": day, "t": total, "c": now})
+    metrics = exposed(engine)
+    assert 600 <= metrics[("videogen_jobs_oldest_due_pending_age_seconds", ())] < 700
+    assert metrics[("videogen_jobs_last_queued_timestamp_seconds", ())] == queued.timestamp()
+    assert metrics[("videogen_kpi_unreconciled_days", ())] == 1

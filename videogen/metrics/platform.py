@@ -43,8 +43,24 @@ class PlatformSnapshot:
     generation_seconds: dict[str, tuple[tuple[int, ...], int, float]] = field(default_factory=dict)
     # KPI table -> Unix time of its newest computed_at (absent while the table is empty).
     kpi_computed_at: dict[str, float] = field(default_factory=dict)
+    # Age of the oldest pending job the pending-jobs sensor may take now (not_before passed), and the
+    # Unix time a job was last marked queued (0 when never): together, whether the sensor is ticking.
+    oldest_due_pending_age_s: float = 0.0
+    last_queued_at: float = 0.0
+    # Past days (of the last 7) whose kpi_spark_daily.total_jobs differs from count(*) of jobs that
+    # day although the row was computed after the day ended: the KPI reconciliation check's rule.
+    kpi_unreconciled_days: int = 0
     taken_at: float = field(default_factory=time.time)
     query_seconds: float = 0.0
+
+
+UNRECONCILED_DAYS_SQL = f"""
+SELECT count(*) FROM {KPI_DAILY} k
+WHERE k.job_date >= (now() AT TIME ZONE 'UTC')::date - 7 AND k.job_date < (now() AT TIME ZONE 'UTC')::date
+  AND k.computed_at >= (k.job_date + 1)::timestamp AT TIME ZONE 'UTC'
+  AND k.total_jobs <> (SELECT count(*) FROM jobs j WHERE j.created_at >= k.job_date::timestamp AT TIME ZONE 'UTC'
+                                                     AND j.created_at < (k.job_date + 1)::timestamp AT TIME ZONE 'UTC')
+"""
 
 
 def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformSnapshot:
@@ -72,6 +88,13 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformS
         generation = {row[0]: (tuple(row[1:-2]), row[-2], float(row[-1])) for row in conn.execute(
             sa.select(jobs.c.model, *bucket_counts, sa.func.count(), sa.func.sum(jobs.c.gpu_seconds))
             .where(jobs.c.status == "succeeded", jobs.c.gpu_seconds.is_not(None)).group_by(jobs.c.model))}
+        due_age, last_queued = conn.execute(sa.select(
+            sa.func.extract("epoch", sa.func.now() - sa.func.min(
+                sa.func.greatest(jobs.c.created_at, sa.func.coalesce(jobs.c.not_before, jobs.c.created_at)))
+                .filter(jobs.c.status == "pending",
+                        sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.func.now()))),
+            sa.func.extract("epoch", sa.func.max(jobs.c.queued_at)))).one()
+        unreconciled = conn.execute(sa.text(UNRECONCILED_DAYS_SQL)).scalar_one()
         kpi = {}
         for table in KPI_TABLES:
             newest = conn.execute(sa.text(f"SELECT extract(epoch FROM max(computed_at)) FROM {table}")).scalar()
@@ -82,7 +105,9 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformS
         by_status[status] = by_status.get(status, 0) + n
     return PlatformSnapshot(by_status, by_status_model, float(oldest or 0.0), stale, failed, float(credits),
                             float(gpu), bucket_used_bytes=float(bucket_bytes), generation_seconds=generation,
-                            kpi_computed_at=kpi, query_seconds=time.perf_counter() - started)
+                            kpi_computed_at=kpi, oldest_due_pending_age_s=float(due_age or 0.0),
+                            last_queued_at=float(last_queued or 0.0), kpi_unreconciled_days=int(unreconciled),
+                            query_seconds=time.perf_counter() - started)
 
 
 class PlatformCollector(Collector):
@@ -139,6 +164,15 @@ class PlatformCollector(Collector):
         for table, at in sorted(snap.kpi_computed_at.items()):
             kpi.add_metric([table], at)
         yield kpi
+        yield GaugeMetricFamily("videogen_kpi_unreconciled_days",
+                                "Past days (last 7) whose kpi_spark_daily total_jobs differs from the jobs table "
+                                "(the KPI reconciliation check's rule).", value=snap.kpi_unreconciled_days)
+        yield GaugeMetricFamily("videogen_jobs_oldest_due_pending_age_seconds",
+                                "Age of the oldest pending job the pending-jobs sensor may dispatch now "
+                                "(0 when none).", value=snap.oldest_due_pending_age_s)
+        yield GaugeMetricFamily("videogen_jobs_last_queued_timestamp_seconds",
+                                "Unix time the pending-jobs sensor last marked a job queued (0 when never).",
+                                value=snap.last_queued_at)
         yield GaugeMetricFamily("videogen_platform_metrics_query_seconds",
                                 "How long the last refresh of these metrics took in PostgreSQL.",
                                 value=snap.query_seconds)
