@@ -44,9 +44,17 @@ def strict_definitions(version: str = KUBERNETES_VERSION) -> dict[str, Any]:
     return json.loads((candidates[-1] / "_definitions.json").read_text())
 
 
+# YAML files under k8s/ that are not Kubernetes objects: Prometheus's rule file and its unit tests,
+# Grafana's provisioning files (tests/deploy/test_monitoring.py checks them with their own tools).
+NOT_OBJECTS = {"monitoring/rules.yaml", "monitoring/rules_test.yaml"}
+NOT_OBJECT_DIRS = {"helm", "grafana-provisioning"}
+
+
 def manifest_files() -> list[Path]:
     """Every YAML file under k8s/ that holds Kubernetes objects (the Helm values are not objects)."""
-    return sorted(p for p in K8S_DIR.rglob("*.yaml") if "helm" not in p.relative_to(K8S_DIR).parts)
+    return sorted(p for p in K8S_DIR.rglob("*.yaml")
+                  if not NOT_OBJECT_DIRS & set(p.relative_to(K8S_DIR).parts)
+                  and p.relative_to(K8S_DIR).as_posix() not in NOT_OBJECTS)
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:

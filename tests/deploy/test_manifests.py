@@ -21,7 +21,8 @@ from tests.deploy.kube import (
 
 MANIFESTS = manifest_files()
 # API groups of custom resources and the test module that validates them against their CRD.
-CUSTOM_RESOURCE_GROUPS = {"ray.io": "tests/deploy/test_rayservice.py"}
+CUSTOM_RESOURCE_GROUPS = {"ray.io": "tests/deploy/test_rayservice.py",
+                          "monitoring.coreos.com": "tests/deploy/test_monitoring.py"}
 
 
 def _is_custom_resource(doc: dict) -> bool:
@@ -60,13 +61,18 @@ def test_the_expected_manifests_exist():
         "jobs/add-model.yaml",
         "ray/rayservice.yaml",
         "api/api.yaml",
+        "monitoring/grafana-dashboards.yaml",
+        "monitoring/prometheusrule.yaml",
+        "monitoring/servicemonitor.yaml",
     ):
         assert expected in names
 
 
 def test_only_known_custom_resources_skip_the_kubernetes_schemas():
     custom = [doc for path in MANIFESTS for doc in load_documents(path) if _is_custom_resource(doc)]
-    assert [(d["apiVersion"], d["kind"]) for d in custom] == [("ray.io/v1", "RayService")]
+    assert sorted((d["apiVersion"], d["kind"]) for d in custom) == [
+        ("monitoring.coreos.com/v1", "PrometheusRule"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("ray.io/v1", "RayService")]
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)
