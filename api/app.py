@@ -21,8 +21,9 @@ from api.context import ApiContext
 from api.errors import UnhandledErrors, error_body, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics, exposition
-from api.routes import accounts, admin, jobs, kpis, privacy
+from api.routes import accounts, admin, jobs, kpis, models, privacy, session
 from videogen.config import load_settings
+from web.pages import install_web
 
 logger = logging.getLogger("videogen.api")
 
@@ -54,10 +55,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(RequestMetrics)
     app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
     app.include_router(accounts.router)
+    app.include_router(session.router)
+    app.include_router(models.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(privacy.router)
     app.include_router(kpis.router)
+    install_web(app)  # the web app's pages and assets, clients of the routes above
 
     @app.get("/metrics", tags=["operations"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the context, who is calling (JWT bearer or X-API-Key), and the rate limit."""
+"""FastAPI dependencies: the context, who is calling (X-API-Key, JWT bearer, or the web app's session
+cookie with its CSRF token), and the rate limit."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from api.context import ApiContext
+from api.session_cookies import ACCESS_COOKIE, check_csrf
 from videogen.accounts.users import Principal
 from videogen.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 
@@ -18,9 +20,13 @@ def context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(context)]
 
 
-def authenticate(ctx: ApiContext, conn, authorization: str | None, api_key: str | None) -> Principal:
+def authenticate(ctx: ApiContext, conn, authorization: str | None, api_key: str | None,
+                 request: Request | None = None) -> Principal:
     if api_key is not None:
         return ctx.keys.authenticate(api_key.strip(), conn)
+    if authorization is None and request is not None and request.cookies.get(ACCESS_COOKIE):
+        check_csrf(request)  # a browser's cookie session: writes must repeat the CSRF token
+        return ctx.users.principal(ctx.access_tokens.subject(request.cookies[ACCESS_COOKIE]), conn)
     if authorization is None:
         raise AuthenticationError("authentication required: send 'Authorization: Bearer <access token>' "
                                   "or 'X-API-Key: <key>'", code="unauthenticated")
@@ -32,12 +38,13 @@ def authenticate(ctx: ApiContext, conn, authorization: str | None, api_key: str 
 
 def caller(
     ctx: Context,
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
 ) -> Principal:
     """Who calls, counted against their rate limit: one transaction for both (every request pays it)."""
     with ctx.engine.begin() as conn:
-        principal = authenticate(ctx, conn, authorization, x_api_key)
+        principal = authenticate(ctx, conn, authorization, x_api_key, request)
         decision = ctx.limiter.hit(principal.user_id, conn=conn)
     if not decision.allowed:
         raise RateLimitedError(f"more than {ctx.limiter.limit} requests per second; retry in "

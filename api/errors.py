@@ -14,10 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from videogen import errors
+from web.pages import error_html, error_page, is_page_request
 
 logger = logging.getLogger("videogen.api")
 
@@ -83,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, errors.RateLimitedError):
             headers["Retry-After"] = str(exc.retry_after_s)
             extra = {"retry_after_s": exc.retry_after_s}
+        if isinstance(exc, errors.ValidationError) and exc.field:
+            extra = {"field": exc.field}
         if isinstance(exc, errors.AuthenticationError):
             headers["WWW-Authenticate"] = "Bearer"
         if status == 500:
@@ -91,12 +94,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(exc.code, exc.message, **extra), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        if is_page_request(request.url.path):  # a page address with a malformed part (/videos/abc)
+            return error_page(request, 404)
         code, message = _describe_validation(exc)
         return JSONResponse(error_body(code, message), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_page_request(request.url.path):
+            return error_page(request, exc.status_code)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
@@ -138,6 +145,11 @@ class UnhandledErrors:
             status, body, headers = _answer_for(exc)
             logger.error("%s on %s %s answered %d", type(exc).__name__, scope.get("method"), scope.get("path"), status)
             if started:  # the response is half sent (a stream): nothing more can be said
+                return
+            if is_page_request(scope.get("path", "")):
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": error_html(status)})
                 return
             await send_json_error(send, status, body, headers)
 

@@ -48,6 +48,11 @@ class UserOut(BaseModel):
     deleted_at: datetime | None = None
 
 
+class SessionOut(BaseModel):
+    user: UserOut
+    expires_in: int = Field(description="seconds until the access cookie expires (refresh before)")
+
+
 class LedgerEntryOut(BaseModel):
     id: int
     kind: str
@@ -99,6 +104,84 @@ class JobCreate(Strict):
     callback_url: str | None = Field(default=None, max_length=2048, description=(
         "POSTed a signed JSON body when the job reaches a final status (needs a webhook secret: "
         "POST /api/v1/me/webhook-secret). Public http(s) addresses only."))
+
+
+Scalar = str | int | float | None
+
+
+class JobDraft(BaseModel):
+    """A request as a form holds it, for ``POST /jobs/quote``: every parameter may still be text
+    (``"64"``), checked by the same rules as a submission and answered with the same messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Scalar = None
+    negative_prompt: Scalar = None
+    model: Scalar = None
+    width: Scalar = None
+    height: Scalar = None
+    num_frames: Scalar = None
+    fps: Scalar = None
+    steps: Scalar = None
+    guidance_scale: Scalar = None
+    seed: Scalar = None
+    quality_preset: Scalar = None
+
+
+class ProblemOut(BaseModel):
+    code: str
+    message: str
+    field: str | None = Field(description="the request field at fault, when there is one")
+
+
+class QuoteOut(BaseModel):
+    valid: bool
+    error: ProblemOut | None = Field(description="why the draft would be rejected (null when valid)")
+    request: dict[str, Any] | None = Field(description="the parameters a submission would use, typed and "
+                                                       "with the model's defaults filled in (seed null when "
+                                                       "not chosen: one is drawn at submission)")
+    credits: str | None = Field(description="the price of the job in credits")
+    balance: str
+    missing: str | None = Field(description="credits missing from the balance to afford it (null when it does)")
+
+
+class ModelLimitsOut(BaseModel):
+    min_width: int
+    max_width: int
+    min_height: int
+    max_height: int
+    size_multiple: int
+    frame_multiple: int
+    min_frames: int
+    max_frames: int
+    min_fps: int
+    max_fps: int
+    min_steps: int
+    max_steps: int
+    min_guidance_scale: float
+    max_guidance_scale: float
+
+
+class ModelDefaultsOut(BaseModel):
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int
+    guidance_scale: float
+
+
+class ModelOut(BaseModel):
+    name: str
+    description: str
+    default: bool
+    defaults: ModelDefaultsOut
+    limits: ModelLimitsOut
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]
+    quality_presets: list[str]
 
 
 class JobError(BaseModel):

@@ -4,6 +4,7 @@ The daemon runs as a subprocess on PostgreSQL storage with the project's own dag
 rows are inserted straight into `jobs`; videos are checked with ffprobe.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,14 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 FINAL = {"succeeded", "failed", "rejected", "canceled"}
 
 
-@pytest.fixture
-def platform(admin_url, tmp_path, serve_app):
-    """A running daemon with its own app database, Dagster database, DAGSTER_HOME and bucket folder;
+def daemon_env(admin_url: str, tmp_path: Path, serve_url: str) -> dict[str, str]:
+    """A daemon's environment: its own app database, Dagster database, DAGSTER_HOME and bucket folder;
     generation goes to the test run's Ray Serve app."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": create_database(admin_url),
         "DAGSTER_PG_URL": create_database(admin_url, migrate=False),
@@ -40,23 +40,39 @@ def platform(admin_url, tmp_path, serve_app):
         "VIDEOGEN_HOME": str(tmp_path / "videogen"),
         "VIDEOGEN_RETRY_DELAYS_S": "1,1,1",
         "VIDEOGEN_HEARTBEAT_TIMEOUT_S": "12",
-        "VIDEOGEN_SERVE_URL": serve_app["url"],
+        "VIDEOGEN_SERVE_URL": serve_url,
         # The webhook test's receiver listens on 127.0.0.1.
         "VIDEOGEN_WEBHOOK_ALLOW_PRIVATE": "1",
     }
-    log = open(tmp_path / "daemon.log", "wb")
-    # Its own session: the daemon, its code server and every run worker are in it.
+
+
+@contextlib.contextmanager
+def running_daemon(env: dict[str, str], log_path: Path):
+    """``dagster-daemon run`` in its own session (the daemon, its code server and every run worker are
+    in it); stopped, with every process of that session, on the way out."""
+    log = open(log_path, "wb")
     daemon = start_in_new_session(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
         log=log, cwd=REPO, env=env,
     )
-    engine = sa.create_engine(env["DATABASE_URL"])
     try:
-        yield {"env": env, "store": JobStore(engine), "engine": engine, "daemon": daemon, "log": tmp_path / "daemon.log"}
+        yield daemon
     finally:
         stop_session(daemon, grace_s=60)
         assert session_members(daemon.pid) == []
         log.close()
+
+
+@pytest.fixture
+def platform(admin_url, tmp_path, serve_app):
+    """A running daemon over a fresh app database, generating through the test run's Serve app."""
+    env = daemon_env(admin_url, tmp_path, serve_app["url"])
+    engine = sa.create_engine(env["DATABASE_URL"])
+    try:
+        with running_daemon(env, tmp_path / "daemon.log") as daemon:
+            yield {"env": env, "store": JobStore(engine), "engine": engine, "daemon": daemon,
+                   "log": tmp_path / "daemon.log"}
+    finally:
         engine.dispose()
 
 

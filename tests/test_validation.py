@@ -46,6 +46,8 @@ def test_validation_names_the_problem(fields, code, words):
         validate_request(fields, REGISTRY, seed_if_missing=0)
     assert info.value.code == code
     assert words in info.value.message
+    # The field at fault, for a form to show the message next to it: the one field each case spoils.
+    assert info.value.field == next((name for name in fields if name != "prompt"), "prompt")
 
 
 def test_sql_metacharacters_in_a_prompt_are_just_text(engine):

@@ -24,9 +24,17 @@ class VideogenError(Exception):
 
 
 class ValidationError(VideogenError):
-    """The request can never succeed as written; the job goes to ``rejected`` and is not retried."""
+    """The request can never succeed as written; the job goes to ``rejected`` and is not retried.
+
+    ``field`` names the request field at fault, when there is one, so a form can show the message
+    next to it.
+    """
 
     code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
 
 
 class TransientError(VideogenError):

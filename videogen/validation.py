@@ -60,32 +60,37 @@ def _check_text(field: str, value: Any, *, required: bool) -> str:
                 f"{field} is not valid UTF-8 (byte 0x{value[exc.start]:02x} at offset {exc.start}); "
                 "send text encoded as UTF-8",
                 code="invalid_encoding",
+                field=field,
             ) from None
     if not isinstance(value, str):
-        raise ValidationError(f"{field} must be text, got {type(value).__name__}", code=f"invalid_{field}")
+        raise ValidationError(f"{field} must be text, got {type(value).__name__}", code=f"invalid_{field}", field=field)
     for index, char in enumerate(value):
         if "\ud800" <= char <= "\udfff":
             raise ValidationError(
                 f"{field} is not valid UTF-8 (undecodable byte at character {index}); send text encoded as UTF-8",
                 code="invalid_encoding",
+                field=field,
             )
         if char == "\x00":
             raise ValidationError(
                 f"{field} contains a NUL byte at character {index}; remove it and resubmit",
                 code="control_characters",
+                field=field,
             )
         if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROL_CHARS:
             raise ValidationError(
                 f"{field} contains control character U+{ord(char):04X} at character {index}; "
                 "only line breaks and tabs are allowed",
                 code="control_characters",
+                field=field,
             )
     if required and not value.strip():
-        raise ValidationError(f"{field} is empty; describe the video you want", code=f"empty_{field}")
+        raise ValidationError(f"{field} is empty; describe the video you want", code=f"empty_{field}", field=field)
     if len(value) > MAX_PROMPT_CHARS:
         raise ValidationError(
             f"{field} is {len(value)} characters; the maximum is {MAX_PROMPT_CHARS}",
             code=f"{field}_too_long",
+            field=field,
         )
     return value
 
@@ -101,14 +106,14 @@ def _shown(raw: Any) -> Any:
 
 def _parse_int(field: str, raw: Any) -> int:
     if isinstance(raw, bool):
-        raise ValidationError(f"{field} must be a whole number, got {raw!r}", code=f"invalid_{field}")
+        raise ValidationError(f"{field} must be a whole number, got {raw!r}", code=f"invalid_{field}", field=field)
     if isinstance(raw, int) and raw.bit_length() <= MAX_INT_DIGITS * 3:  # ~3.3 bits per digit
         return raw
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
     if isinstance(raw, int):
         raise ValidationError(f"{field} is far out of range: it has more than {MAX_INT_DIGITS} digits",
-                              code=f"invalid_{field}")
+                              code=f"invalid_{field}", field=field)
     shown = _shown(raw)
     if isinstance(raw, (str, Decimal)):
         text = str(raw).strip()
@@ -121,10 +126,11 @@ def _parse_int(field: str, raw: Any) -> int:
                 raise ValidationError(
                     f"{field} {shown!r} is far out of range: it has more than {MAX_INT_DIGITS} digits",
                     code=f"invalid_{field}",
+                    field=field,
                 )
             if as_decimal == as_decimal.to_integral_value():
                 return int(as_decimal)
-    raise ValidationError(f"{field} must be a whole number, got {shown!r}", code=f"invalid_{field}")
+    raise ValidationError(f"{field} must be a whole number, got {shown!r}", code=f"invalid_{field}", field=field)
 
 
 def show_number(value: float) -> str:
@@ -140,14 +146,14 @@ def show_number(value: float) -> str:
 
 def _parse_float(field: str, raw: Any) -> float:
     if isinstance(raw, bool):
-        raise ValidationError(f"{field} must be a number, got {raw!r}", code=f"invalid_{field}")
+        raise ValidationError(f"{field} must be a number, got {raw!r}", code=f"invalid_{field}", field=field)
     shown = _shown(raw)
     try:
         value = float(str(raw).strip()) if isinstance(raw, str) else float(raw)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an int too large for a float
-        raise ValidationError(f"{field} must be a number, got {shown!r}", code=f"invalid_{field}") from None
+        raise ValidationError(f"{field} must be a number, got {shown!r}", code=f"invalid_{field}", field=field) from None
     if not math.isfinite(value):
-        raise ValidationError(f"{field} must be a finite number, got {shown!r}", code=f"invalid_{field}")
+        raise ValidationError(f"{field} must be a finite number, got {shown!r}", code=f"invalid_{field}", field=field)
     return value
 
 
@@ -156,6 +162,7 @@ def _in_range(field: str, value: float, low: float, high: float, hint: str = "")
         raise ValidationError(
             f"{field} {show_number(value)} is out of range: allowed {show_number(low)} to {show_number(high)}{hint}",
             code=f"invalid_{field}",
+            field=field,
         )
 
 
@@ -164,6 +171,7 @@ def _check_size(field: str, value: int, low: int, high: int, multiple: int) -> N
         raise ValidationError(
             f"{field} {show_number(value)} is not allowed: use a multiple of {multiple} from {low} to {high}",
             code=f"invalid_{field}",
+            field=field,
         )
 
 
@@ -175,6 +183,7 @@ def _model_spec(raw_model: Any, registry: ModelRegistry) -> ModelSpec:
         raise ValidationError(
             f"model {shown!r} is not registered; available: {', '.join(registry.names())}",
             code="unknown_model",
+            field="model",
         )
     return spec
 
@@ -210,6 +219,7 @@ def validate_request(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if
             f"num_frames {show_number(num_frames)} is not allowed for model {spec.name!r}: use {limits.frame_multiple}k+1 "
             f"frames (e.g. {examples}) from {limits.min_frames} to {limits.max_frames}",
             code="invalid_num_frames",
+            field="num_frames",
         )
     fps = int_param("fps", defaults.fps)
     _in_range("fps", fps, limits.min_fps, limits.max_fps)
@@ -226,7 +236,8 @@ def validate_request(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if
     preset = "STANDARD" if preset_raw is None or preset_raw == "" else preset_raw
     if not isinstance(preset, str) or preset.upper() not in QUALITY_PRESETS:
         raise ValidationError(
-            f"quality_preset {preset!r} is not one of {', '.join(QUALITY_PRESETS)}", code="invalid_quality_preset"
+            f"quality_preset {preset!r} is not one of {', '.join(QUALITY_PRESETS)}", code="invalid_quality_preset",
+            field="quality_preset",
         )
     return ValidatedRequest(
         prompt=prompt,

@@ -47,11 +47,17 @@ def sign_up(body: SignUp, request: Request, ctx: Context) -> UserOut:
 
 @router.post("/auth/login", response_model=TokenPairOut)
 def log_in(body: Login, request: Request, ctx: Context) -> TokenPairOut:
+    principal = check_password(ctx, request, body)
+    return _pair(ctx, principal, ctx.refresh_tokens.start(principal.user_id))
+
+
+def check_password(ctx, request: Request, body: Login) -> Principal:
+    """Email and password against the per-address and per-email attempt budgets (shared by the token
+    login above and the web app's cookie sign-in)."""
     # The email as a digest: the rate-limit table holds no address (and no NUL a person might type).
     email_key = hashlib.sha256(body.email.strip().lower().encode(errors="replace")).hexdigest()[:32]
     limit_attempts(ctx, f"login-ip:{client_address(request)}", f"login-email:{email_key}")
-    principal = ctx.users.authenticate(body.email, body.password)
-    return _pair(ctx, principal, ctx.refresh_tokens.start(principal.user_id))
+    return ctx.users.authenticate(body.email, body.password)
 
 
 @router.post("/auth/refresh", response_model=TokenPairOut)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
@@ -21,12 +22,13 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Stre
 from api.context import ApiContext
 from api.deps import Caller, Context, require_write
 from api.errors import error_body
-from api.schemas import JobCreate, JobError, JobEventOut, JobOut, JobPage, Status
+from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobPage, ProblemOut, QuoteOut, Status
 from videogen.accounts.users import Principal
 from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
 from videogen.lifecycle import JobRequest
 from videogen.storage.job_outputs import job_key
+from videogen.validation import validate_request
 from videogen.webhooks import check_callback_url
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -109,6 +111,27 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
                                        job_id=submission.job_id), status_code=422)
     out = job_out(ctx, *ctx.store.pages.with_queue_position(submission.job_id))
     return out if submission.created else JSONResponse(out.model_dump(mode="json"), status_code=200)
+
+
+@router.post("/quote", response_model=QuoteOut)
+def quote(body: JobDraft, principal: Caller, ctx: Context) -> QuoteOut:
+    """A dry run of a submission: the price, and whether the balance covers it, or the first problem
+    with the request (its message, and the field at fault). Always 200; nothing is stored or reserved."""
+    balance = Decimal(ctx.users.get(principal.user_id)["credit_balance"])
+    draft = body.model_dump()
+    try:
+        checked = validate_request(draft, ctx.registry, seed_if_missing=0)
+    except ValidationError as problem:
+        return QuoteOut(valid=False, error=ProblemOut(code=problem.code, message=problem.message,
+                                                      field=problem.field),
+                        request=None, credits=None, balance=str(balance), missing=None)
+    request = checked.parameters()
+    del request["credits"]
+    if draft["seed"] is None or (isinstance(draft["seed"], str) and not draft["seed"].strip()):
+        request["seed"] = None
+    missing = checked.credits - balance
+    return QuoteOut(valid=True, error=None, request=request, credits=str(checked.credits), balance=str(balance),
+                    missing=str(missing) if missing > 0 else None)
 
 
 @router.get("", response_model=JobPage)

@@ -53,22 +53,22 @@ class Principal:
 
 def normalize_email(raw: Any) -> str:
     if not isinstance(raw, str):
-        raise ValidationError("email must be a string", code="invalid_email")
+        raise ValidationError("email must be a string", code="invalid_email", field="email")
     email = raw.strip()
     if len(email) > MAX_EMAIL or not EMAIL_PATTERN.match(email):
         shown = email if len(email) <= 60 else email[:60] + "…"
-        raise ValidationError(f"email {shown!r} is not an email address", code="invalid_email")
+        raise ValidationError(f"email {shown!r} is not an email address", code="invalid_email", field="email")
     return email.lower()
 
 
 def check_password(raw: Any) -> str:
     if not isinstance(raw, str):
-        raise ValidationError("password must be a string", code="invalid_password")
+        raise ValidationError("password must be a string", code="invalid_password", field="password")
     if "\x00" in raw:
-        raise ValidationError("password must not contain NUL characters", code="invalid_password")
+        raise ValidationError("password must not contain NUL characters", code="invalid_password", field="password")
     if not MIN_PASSWORD <= len(raw) <= MAX_PASSWORD:
         raise ValidationError(f"password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long "
-                              f"(got {len(raw)})", code="invalid_password")
+                              f"(got {len(raw)})", code="invalid_password", field="password")
     return raw
 
 

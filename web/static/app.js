@@ -1,0 +1,183 @@
+// Shared by every page: calls to the HTTP API with the session cookie (and the CSRF token on
+// writes), the signed-in visitor, and small DOM helpers. Text from the API is always set with
+// textContent, never parsed as HTML.
+
+const SAFE = new Set(["GET", "HEAD"]);
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `the server answered ${status}`);
+    this.status = status;
+    this.code = error.code || "http_error";
+    this.field = error.field || null;
+    this.details = error;
+  }
+}
+
+export function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(name + "="));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+let refreshing = null;
+
+// One refresh at a time: the refresh token rotates, and spending it twice ends the session.
+function refreshSession() {
+  if (!refreshing) {
+    refreshing = fetch("/api/v1/session/refresh", {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": cookie("vg_csrf") },
+    }).then((response) => response.ok).finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
+export function signInAgain() {
+  const here = location.pathname + location.search;
+  location.assign("/login?next=" + encodeURIComponent(here));
+}
+
+// fetch() for the API: JSON in and out, errors as ApiError; an expired session is refreshed once.
+export async function api(path, { method = "GET", body, query, retried = false } = {}) {
+  let url = path;
+  if (query) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined && value !== null && value !== "") params.set(key, value);
+    }
+    if ([...params].length) url += "?" + params;
+  }
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (!SAFE.has(method)) headers["X-CSRF-Token"] = cookie("vg_csrf");
+  const response = await fetch(url, {
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && !retried && !path.startsWith("/api/v1/session")) {
+    if (await refreshSession()) return api(path, { method, body, query, retried: true });
+    signInAgain();
+    throw new ApiError(401, { error: { code: "session_ended", message: "your session has ended: sign in again" } });
+  }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+// el("a", {href: "/x", class: "y"}, "text", child…): a DOM element, text never parsed as HTML.
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+export function setText(selector, text) {
+  const node = $(selector);
+  node.textContent = text ?? "";
+  return node;
+}
+
+export function when(value) {
+  if (!value) return "";
+  return new Date(value).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function badge(status) {
+  return el("span", { class: `badge status-${status}` }, status);
+}
+
+// Form errors: the API's message next to the field it names, or above the button.
+export function clearErrors(form) {
+  for (const node of form.querySelectorAll(".field-error, .form-error")) node.textContent = "";
+  for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+}
+
+export function showError(form, error) {
+  const input = error.field && form.querySelector(`[name="${CSS.escape(error.field)}"]`);
+  const slot = error.field && form.querySelector(`#${CSS.escape(error.field)}-error`);
+  if (input && slot) {
+    slot.textContent = error.message;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  } else {
+    (form.querySelector(".form-error") || $("#form-error")).textContent = error.message;
+  }
+}
+
+// A page the visitor may not see, or that does not exist: a readable message instead of the page.
+export function pageProblem(error) {
+  const main = $("#main");
+  const known = { 403: "Not allowed", 404: "Not found" };
+  main.replaceChildren(el("section", { class: "error-page" },
+    el("p", { class: "status" }, String(error.status || "")),
+    el("h1", {}, known[error.status] || "Something went wrong"),
+    el("p", {}, error.message),
+    el("p", {}, el("a", { href: "/videos" }, "Go to my videos"))));
+}
+
+let visitor = null;
+
+// The signed-in visitor (GET /api/v1/me), shown in the header; write controls hidden for read-only roles.
+export async function signedIn() {
+  if (visitor) return visitor;
+  const expires = Number(cookie("vg_session"));
+  if (!expires) {
+    signInAgain();
+    throw new ApiError(401, { error: { code: "session_ended", message: "sign in first" } });
+  }
+  if (Date.now() / 1000 > expires - 10 && !(await refreshSession())) {
+    signInAgain();
+    throw new ApiError(401, { error: { code: "session_ended", message: "your session has ended: sign in again" } });
+  }
+  const me = await api("/api/v1/me");
+  visitor = me.user;
+  visitor.ledger = me.ledger;
+  visitor.canWrite = visitor.role !== "support";
+  visitor.isStaff = visitor.role === "admin" || visitor.role === "support";
+  setText("#who-email", visitor.email);
+  setText("#who-role", visitor.role === "user" ? "" : visitor.role);
+  setText("#who-balance", `${visitor.credit_balance} credits`);
+  $("#nav").hidden = false;
+  $("#who").hidden = false;
+  for (const node of document.querySelectorAll("[data-staff]")) node.hidden = !visitor.isStaff;
+  if (!visitor.canWrite) for (const node of document.querySelectorAll("[data-write]")) node.remove();
+  if (visitor.role !== "admin") for (const node of document.querySelectorAll("[data-admin]")) node.remove();
+  $("#sign-out").addEventListener("click", async () => {
+    try { await api("/api/v1/session", { method: "DELETE" }); } finally { location.assign("/login"); }
+  });
+  return visitor;
+}
+
+export async function refreshBalance() {
+  const me = await api("/api/v1/me");
+  setText("#who-balance", `${me.user.credit_balance} credits`);
+  return me;
+}
+
+// Run a page's main function with the visitor; a failure becomes a readable message.
+export function page(main, { needsSignIn = true } = {}) {
+  const start = async () => {
+    try {
+      const who = needsSignIn ? await signedIn() : null;
+      await main(who);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return;  // on the way to the sign-in page
+      pageProblem(error);
+    } finally {
+      document.body.dataset.ready = "true";  // for tests and benchmarks: the page has rendered
+    }
+  };
+  start();
+}

@@ -1,0 +1,109 @@
+import { $, ApiError, api, el, page, refreshBalance, setText, when } from "../app.js";
+
+const FINAL = new Set(["succeeded", "failed", "rejected", "canceled"]);
+const jobId = Number($("#job").dataset.jobId);
+let stream = null;
+
+function showProgress(job) {
+  const status = $("#status");
+  status.textContent = job.status;
+  status.className = `badge status-${job.status}`;
+  setText("#stage", job.stage || (job.status === "pending" ? "waiting" : ""));
+  const steps = job.parameters ? job.parameters.steps : null;
+  const progress = job.status === "succeeded" ? 1 : Number(job.progress || 0);
+  $("#progress").value = Math.round(progress * 100);
+  setText("#step", job.stage === "generate" && steps
+    ? `denoising step ${Math.round(progress * steps)} of ${steps}` : "");
+}
+
+function showJob(job, visitor) {
+  showProgress(job);
+  const waiting = job.status === "pending" || job.status === "queued";
+  const queue = $("#queue");
+  queue.hidden = !(waiting && job.queue_position !== null);
+  queue.textContent = job.queue_position === 0 ? "Next in the queue." : `${job.queue_position} jobs ahead in the queue.`;
+  const done = job.status === "succeeded" && job.video_url;
+  $("#result").hidden = !done;
+  if (done && $("#player").getAttribute("src") !== job.video_url) {
+    $("#player").src = job.video_url;
+    $("#download").href = job.video_url;
+  }
+  const problem = $("#problem");
+  problem.hidden = !job.error;
+  problem.textContent = job.error ? `${job.error.code}: ${job.error.message || ""}` : "";
+  const cancel = $("#cancel");
+  if (cancel) cancel.hidden = FINAL.has(job.status);
+  const retry = $("#retry");
+  if (retry) retry.hidden = !(job.status === "failed" || job.status === "canceled")
+    || !(visitor.role === "admin" || visitor.id === job.user_id);
+  const p = job.parameters || {};
+  const rows = [
+    ["Prompt", job.prompt], ["Negative prompt", job.negative_prompt || "—"], ["Model", job.model],
+    ["Seed", p.seed], ["Size", `${p.width} × ${p.height}`], ["Frames", p.num_frames], ["Frames per second", p.fps],
+    ["Denoising steps", p.steps], ["Guidance scale", p.guidance_scale], ["Quality preset", p.quality_preset],
+    ["Credits", job.credits ?? "—"], ["GPU seconds", job.gpu_seconds === null ? "—" : job.gpu_seconds.toFixed(2)],
+    ["Submitted", when(job.created_at)], ["Finished", when(job.finished_at) || "—"], ["Attempts", job.attempts],
+  ];
+  $("#meta").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value ?? "—")]));
+}
+
+async function showTrail() {
+  const events = await api(`/api/v1/jobs/${jobId}/events`);
+  $("#trail").replaceChildren(...events.map((e) => el("li", {},
+    el("time", { datetime: e.created_at }, when(e.created_at)), " ",
+    el("strong", {}, e.status), e.stage ? ` · ${e.stage}` : "", e.message ? ` — ${e.message}` : "")));
+}
+
+async function reload(visitor) {
+  const job = await api(`/api/v1/jobs/${jobId}`);
+  showJob(job, visitor);
+  await showTrail();
+  return job;
+}
+
+function follow(visitor) {
+  if (stream) stream.close();
+  stream = new EventSource(`/api/v1/jobs/${jobId}/stream`);
+  let lastStatus = null;
+  stream.addEventListener("job", async (event) => {
+    const snapshot = JSON.parse(event.data);
+    showProgress({ ...snapshot, parameters: currentParameters });
+    if (snapshot.status !== lastStatus) {
+      lastStatus = snapshot.status;
+      if (FINAL.has(snapshot.status)) stream.close();
+      await reload(visitor);  // queue position, outputs, the trail: they change with the status
+    }
+  });
+  stream.addEventListener("error", async () => {
+    if (stream.readyState !== EventSource.CLOSED) return;  // the browser reconnects by itself
+    try {
+      const job = await reload(visitor);  // refreshes an expired session on the way
+      if (!FINAL.has(job.status)) follow(visitor);
+    } catch (error) {
+      setText("#job-error", error.message);
+    }
+  });
+}
+
+let currentParameters = null;
+
+async function act(action, visitor) {
+  setText("#job-error", "");
+  try {
+    const job = await api(`/api/v1/jobs/${jobId}/${action}`, { method: "POST" });
+    showJob(job, visitor);
+    await showTrail();
+    await refreshBalance();
+    if (!FINAL.has(job.status)) follow(visitor);
+  } catch (error) {
+    setText("#job-error", error instanceof ApiError ? error.message : String(error));
+  }
+}
+
+page(async (visitor) => {
+  const job = await reload(visitor);
+  currentParameters = job.parameters;
+  $("#cancel")?.addEventListener("click", () => act("cancel", visitor));
+  $("#retry")?.addEventListener("click", () => act("retry", visitor));
+  if (!FINAL.has(job.status)) follow(visitor);
+});
