@@ -33,7 +33,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from tests.deploy import chart
-from tests.deploy.kube import K8S_DIR, KUBERNETES_VERSION, load_documents, strict_definitions, validate_k8s
+from tests.deploy.kube import K8S_DIR, KUBERNETES_VERSION, load_documents, manifest_files, strict_definitions, validate_k8s
 from videogen.deploy.k8s import MODEL_TAG, USER_TAG
 
 K8S_DEFINITIONS_URL = "https://kubernetesjsonschema.dev/v1.18.0/_definitions.json"
@@ -210,7 +210,7 @@ def test_k8s_run_launcher_and_user_code_deployment():
     dockerfile = (K8S_DIR.parent / "Dockerfile").read_text()
     assert f"EXPOSE {deployment['port']}" in dockerfile
     # Every ConfigMap and Secret the pods read exists in k8s/.
-    objects = {(d["kind"], d["metadata"]["name"]) for p in K8S_DIR.rglob("*.yaml") if "helm" not in p.parts for d in load_documents(p)}
+    objects = {(d["kind"], d["metadata"]["name"]) for p in manifest_files() for d in load_documents(p)}
     for ref in deployment["envConfigMaps"]:
         assert ("ConfigMap", ref["name"]) in objects
     for ref in deployment["envSecrets"]:
