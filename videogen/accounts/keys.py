@@ -49,7 +49,7 @@ class ApiKeys:
 
     def create(self, user_id: str, name: Any, scopes: Any = ("read", "write")) -> IssuedKey:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_KEY_NAME or "\x00" in name:
-            raise ValidationError(f"name must be 1 to {MAX_KEY_NAME} characters (no NUL)", code="invalid_name")
+            raise ValidationError(f"name must be 1 to {MAX_KEY_NAME} characters (no NUL)", code="invalid_name", field="name")
         wanted = check_scopes(scopes)
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         key = f"vg_{prefix}_{secret}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -91,14 +92,32 @@ def start_api(repo_root: Path, host: str, port: int, log_path: Path, env: dict[s
     return process, url
 
 
-def demo_api_key(engine: sa.Engine, email: str) -> tuple[str, str]:
-    """The demo account (made once, topped up to DEMO_CREDITS) and a new API key for this run."""
+DEMO_PASSWORD_FILE = "demo-password"
+
+
+def demo_password(home: Path) -> str:
+    """The demo account's password for the web app: made once per VIDEOGEN_HOME, kept there (0600)."""
+    path = home / DEMO_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as out:
+        out.write(secrets.token_urlsafe(12))
+    return path.read_text().strip()
+
+
+def demo_api_key(engine: sa.Engine, email: str, home: Path) -> tuple[str, str]:
+    """The demo account (made once, topped up to DEMO_CREDITS, its web password set) and a new API key
+    for this run."""
     from videogen.accounts.credits import CreditLedger
     from videogen.accounts.keys import ApiKeys
     from videogen.accounts.users import Users
 
     users = Users(engine)
     account = users.by_email(email) or users.create(email, None)
+    users.set_password(account["id"], demo_password(home))
     if account["credit_balance"] < DEMO_CREDITS:
         CreditLedger(engine).grant(account["id"], DEMO_CREDITS - account["credit_balance"], by="main job",
                                    note="demo credits")
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade(settings.database_url)
     engine = sa.create_engine(settings.database_url)
     store = JobStore(engine)
-    user_id, key = demo_api_key(engine, args.email)
+    user_id, key = demo_api_key(engine, args.email, Path(settings.home))
 
     serve_url = settings.serve_url
     serve = None
@@ -218,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
           f"(granted {DEMO_CREDITS}; each succeeded job is charged its credits, the others refunded)")
     print(f"HTTP API used: {api_url} (stopped with the main job; `videogen serve-api` starts it again, "
           f"OpenAPI at {api_url}/docs, Prometheus metrics at {api_url}/metrics)")
+    print(f"Web app: {api_url}/videos — sign in as {args.email} with password {demo_password(Path(settings.home))} "
+          "(the password is kept in VIDEOGEN_HOME/demo-password); these jobs are in its \"My videos\". "
+          "Start it again with: source scripts/env.sh && .venv/bin/videogen serve-api")
     print("Open the Dagster UI on the same setup:  source scripts/env.sh && .venv/bin/dagster dev -w workspace.yaml")
     print("then http://127.0.0.1:3000 (jobs generate_video, submit_prompt; sensors; runs).")
     return 0 if ok else 1

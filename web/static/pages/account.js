@@ -40,7 +40,7 @@ page(async (visitor) => {
       form.reset();
       await showKeys(visitor);
     } catch (error) {
-      showError(form, error.field ? error : { ...error, field: error.code === "invalid_name" ? "name" : null, message: error.message });
+      showError(form, error);
     }
   });
   $("#rotate-secret")?.addEventListener("click", async () => {
