@@ -38,6 +38,30 @@ class KpiDailyOut(BaseModel):
                                               "job has not computed yet is absent")
 
 
+class KpiModelDayOut(BaseModel):
+    """One row of ``kpi_spark_daily_by_model``: one model's jobs created on one UTC day."""
+
+    job_date: date
+    model: str
+    jobs: int
+    succeeded_jobs: int
+    failed_jobs: int
+    success_rate: float | None = Field(description="succeeded / (succeeded + failed); null when both are 0")
+    median_duration_s: float | None
+    p95_duration_s: float | None
+    gpu_seconds: float
+    credits_consumed: str
+    computed_at: datetime
+
+
+class KpiByModelOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    rows: list[KpiModelDayOut] = Field(description="by day, then model; only days and models that had jobs")
+
+
 class ErasureOut(BaseModel):
     """What an account erasure removed. The account's rows now carry ``anonymized_user_id``."""
 

@@ -1,4 +1,5 @@
-"""Daily KPIs for staff (admin and support): the rows the Spark KPI job wrote to ``kpi_spark_daily``."""
+"""Daily KPIs for staff (admin and support): the rows the Spark KPI job wrote to ``kpi_spark_daily``
+and ``kpi_spark_daily_by_model``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 
 from api.deps import Caller, Context, require_read_all
-from api.schemas_admin import KpiDailyOut, KpiDayOut
+from api.schemas_admin import KpiByModelOut, KpiDailyOut, KpiDayOut, KpiModelDayOut
 from videogen.errors import ValidationError
-from videogen.kpi.tables import kpi_spark_daily
+from videogen.kpi.tables import kpi_spark_daily, kpi_spark_daily_by_model
 
 router = APIRouter(prefix="/api/v1/kpis", tags=["kpis"])
 
@@ -45,3 +46,22 @@ def daily_kpis(
                             .order_by(kpi_spark_daily.c.job_date)).mappings().all()
     days = [KpiDayOut(**{**row, "credits_consumed": str(row["credits_consumed"])}) for row in rows]
     return KpiDailyOut(from_=first, to=last, days=days)
+
+
+@router.get("/daily/by-model", response_model=KpiByModelOut,
+            responses={403: {"description": "not admin or support"}, 422: {"description": "invalid range"}})
+def daily_kpis_by_model(
+    principal: Caller,
+    ctx: Context,
+    first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")],
+    last: Annotated[date, Query(alias="to", description="last UTC day, YYYY-MM-DD (inclusive)")],
+) -> KpiByModelOut:
+    """Daily job KPIs per model (``kpi_spark_daily_by_model``) for the days ``from`` to ``to``."""
+    require_read_all(principal)
+    check_range(first, last)
+    table = kpi_spark_daily_by_model
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(sa.select(table).where(table.c.job_date.between(first, last))
+                            .order_by(table.c.job_date, table.c.model)).mappings().all()
+    return KpiByModelOut(from_=first, to=last, rows=[
+        KpiModelDayOut(**{**row, "credits_consumed": str(row["credits_consumed"])}) for row in rows])

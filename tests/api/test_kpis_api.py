@@ -103,3 +103,30 @@ def test_the_route_is_documented(api):
     assert {(p["name"], p["in"], p["required"]) for p in operation["parameters"]} >= {
         ("from", "query", True), ("to", "query", True)}
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/KpiDailyOut")
+
+
+def test_the_per_model_rows_for_staff_only(api, admin, support, user):
+    from videogen.kpi.tables import kpi_spark_daily_by_model
+
+    rows = [{"job_date": date(2021, 4, 2), "model": model, "jobs": jobs, "succeeded_jobs": ok, "failed_jobs": bad,
+             "success_rate": ok / (ok + bad) if ok + bad else None, "median_duration_s": 4.0 if ok else None,
+             "p95_duration_s": 6.5 if ok else None, "gpu_seconds": 12.0 * ok, "credits_consumed": Decimal("0.1475") * ok,
+             "computed_at": COMPUTED_AT}
+            for model, jobs, ok, bad in (("tiny-b", 2, 0, 0), ("tiny", 5, 3, 1))]
+    rows.append({**rows[1], "job_date": date(2021, 4, 9)})  # outside the range asked for
+    with api.engine.begin() as conn:
+        conn.execute(kpi_spark_daily_by_model.insert(), rows)
+    for account in (admin, support):
+        with api.client(**account.headers) as http:
+            body = http.get("/api/v1/kpis/daily/by-model", params={"from": "2021-04-01", "to": "2021-04-08"}).json()
+        assert [(r["job_date"], r["model"]) for r in body["rows"]] == [("2021-04-02", "tiny"), ("2021-04-02", "tiny-b")]
+        assert body["rows"][0] == {
+            "job_date": "2021-04-02", "model": "tiny", "jobs": 5, "succeeded_jobs": 3, "failed_jobs": 1,
+            "success_rate": 0.75, "median_duration_s": 4.0, "p95_duration_s": 6.5, "gpu_seconds": 36.0,
+            "credits_consumed": "0.4425", "computed_at": "2021-03-10T04:00:00Z"}
+    with api.client(**user.headers) as http:
+        refused = http.get("/api/v1/kpis/daily/by-model", params={"from": "2021-04-01", "to": "2021-04-08"})
+        assert error_of(refused)[:2] == (403, "staff_only")
+    with api.client(**admin.headers) as http:
+        reversed_range = http.get("/api/v1/kpis/daily/by-model", params={"from": "2021-04-08", "to": "2021-04-01"})
+    assert error_of(reversed_range) == (422, "invalid_date_range", "from (2021-04-08) is after to (2021-04-01)")

@@ -16,7 +16,7 @@ from tests.api.test_kpis_api import kpi_row
 from tests.test_validation import BAD_REQUESTS
 from tests.web.conftest import VIDEO_PAGE
 from videogen.accounts.credits import CreditLedger
-from videogen.kpi.tables import kpi_spark_daily
+from videogen.kpi.tables import kpi_spark_daily, kpi_spark_daily_by_model
 
 PAGES = ["/videos", "/videos/new", "/account", "/admin/kpis", "/admin/users", "/admin/jobs"]
 
@@ -149,6 +149,11 @@ def test_the_kpi_page_charts_the_numbers_of_kpi_spark_daily(api, tab_factory):
     ]
     with api.engine.begin() as conn:
         conn.execute(kpi_spark_daily.insert(), rows)
+    by_model = [{"job_date": date(2022, 6, 1), "model": model, "jobs": jobs, "succeeded_jobs": 0, "failed_jobs": 0,
+                 "success_rate": None, "median_duration_s": None, "p95_duration_s": None, "gpu_seconds": 0.0,
+                 "credits_consumed": 0, "computed_at": rows[0]["computed_at"]} for model, jobs in (("tiny", 5), ("tiny-b", 2))]
+    with api.engine.begin() as conn:
+        conn.execute(kpi_spark_daily_by_model.insert(), by_model)
     admin = make_account(api, "admin", None)
     tab = tab_factory()
     tab.sign_in(admin.email)
@@ -174,6 +179,8 @@ def test_the_kpi_page_charts_the_numbers_of_kpi_spark_daily(api, tab_factory):
     assert bars("chart-duration", "p95_duration_s") == {d: r["p95_duration_s"] for d, r in stored.items()
                                                         if r["p95_duration_s"] is not None}
     assert page.locator("#kpi-table tbody tr").count() == 3
+    assert bars("chart-models", "tiny") == {"2022-06-01": 5.0} and bars("chart-models", "tiny-b") == {"2022-06-01": 2.0}
+    assert page.locator("#model-table tbody tr").count() == 2
     assert tab.errors == []
 
     user = make_account(api)

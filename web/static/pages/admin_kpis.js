@@ -94,6 +94,26 @@ function render(days) {
   $("#kpi-empty").hidden = days.length > 0;
 }
 
+const MODEL_CLASSES = ["s-p50", "s-p95", "s-credits", "s-gpu", "s-other", "s-rejected"];
+
+function renderByModel(rows) {
+  const days = [...new Set(rows.map((r) => r.job_date))];
+  const models = [...new Set(rows.map((r) => r.model))].sort();
+  const value = (model, day, name) => rows.find((r) => r.model === model && r.job_date === day)?.[name] ?? 0;
+  $("#model-charts").replaceChildren(...(rows.length ? [
+    barChart({ id: "chart-models", title: "Jobs per day by model", days, stacked: true,
+      series: models.map((model, i) => ({ name: model, label: model, class: MODEL_CLASSES[i % MODEL_CLASSES.length],
+        values: days.map((day) => value(model, day, "jobs")) })) }),
+  ] : []));
+  const cell = (v) => el("td", { class: "num" }, v === null || v === undefined ? "—" : String(v));
+  $("#model-table tbody").replaceChildren(...rows.map((r) => el("tr", {},
+    el("th", { scope: "row" }, r.job_date), el("td", {}, r.model), cell(r.jobs), cell(r.succeeded_jobs),
+    cell(r.failed_jobs), cell(r.success_rate === null ? null : `${(r.success_rate * 100).toFixed(1)} %`),
+    cell(r.median_duration_s?.toFixed(2)), cell(r.p95_duration_s?.toFixed(2)), cell(r.credits_consumed),
+    cell((r.gpu_seconds / 3600).toFixed(4)))));
+  $("#model-table").hidden = rows.length === 0;
+}
+
 page(async () => {
   const params = new URLSearchParams(location.search);
   const today = new Date();
@@ -105,8 +125,11 @@ page(async () => {
     location.assign(`/admin/kpis?from=${form.from.value}&to=${form.to.value}`);
   });
   try {
-    const result = await api("/api/v1/kpis/daily", { query: { from: form.from.value, to: form.to.value } });
-    render(result.days);
+    const range = { from: form.from.value, to: form.to.value };
+    const [daily, byModel] = await Promise.all([
+      api("/api/v1/kpis/daily", { query: range }), api("/api/v1/kpis/daily/by-model", { query: range })]);
+    render(daily.days);
+    renderByModel(byModel.rows);
   } catch (error) {
     if (error.status === 403) throw error;
     setText("#kpi-error", error.message);
