@@ -1,9 +1,9 @@
 import { $, api, el, page, setText } from "../app.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const W = 640;
-const H = 220;
-const PAD = { top: 12, right: 12, bottom: 28, left: 48 };
+const W = 360;
+const H = 200;
+const PAD = { top: 12, right: 8, bottom: 26, left: 44 };
 
 function svg(tag, attributes = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
