@@ -55,6 +55,22 @@ def caller(
 Caller = Annotated[Principal, Depends(caller)]
 
 
+def viewer(
+    ctx: Context,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> Principal:
+    """Who fetches a file (a thumbnail, a video's byte ranges): authenticated, not counted against the
+    per-second limit. One "My videos" page loads two dozen thumbnails at once and a player asks for
+    many ranges; with S3 these are presigned links that never reach the API either."""
+    with ctx.engine.connect() as conn:
+        return authenticate(ctx, conn, authorization, x_api_key, request)
+
+
+Viewer = Annotated[Principal, Depends(viewer)]
+
+
 def require_write(principal: Principal) -> None:
     if principal.role == "support":
         raise PermissionDeniedError("support accounts are read-only", code="read_only_role")

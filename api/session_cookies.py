@@ -4,7 +4,9 @@ Programs send ``Authorization: Bearer`` or ``X-API-Key``; the web app's pages se
 cookies the browser keeps. A cookie is sent with any request the browser makes to this origin, also a
 form another site posts here, so every state-changing request authenticated by cookie must carry the
 CSRF token in the ``X-CSRF-Token`` header (double submit: the page's script reads ``vg_csrf``, which
-another site can neither read nor set). Cookies are ``Secure`` when the request came over HTTPS.
+another site can neither read nor set). Cookies are ``Secure`` when the request came over HTTPS: behind
+a TLS-terminating proxy, uvicorn takes the scheme from ``X-Forwarded-Proto`` of the addresses in
+``FORWARDED_ALLOW_IPS`` (k8s/api/api.yaml sets it).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _secure(request: Request) -> bool:
 
 
 def set_session(response: Response, request: Request, *, access_token: str, access_ttl_s: int,
-                refresh_token: str, refresh_ttl_s: int) -> None:
+                refresh_token: str, refresh_ttl_s: int, new_csrf: bool) -> None:
     secure = _secure(request)
     response.set_cookie(ACCESS_COOKIE, access_token, max_age=access_ttl_s, path="/", httponly=True,
                         secure=secure, samesite="lax")
@@ -43,8 +45,10 @@ def set_session(response: Response, request: Request, *, access_token: str, acce
                         secure=secure, samesite="strict")
     response.set_cookie(SESSION_HINT_COOKIE, str(int(time.time()) + access_ttl_s), max_age=refresh_ttl_s, path="/",
                         httponly=False, secure=secure, samesite="strict")
-    # A new CSRF token with every new session (a token seen before signing in is not reused after).
-    set_csrf(response, request, secrets.token_urlsafe(32))
+    if new_csrf:
+        # A new CSRF token with every sign-in (one seen before signing in is not reused after); not at a
+        # refresh, where a write already in flight still carries the current one.
+        set_csrf(response, request, secrets.token_urlsafe(32))
 
 
 def clear_session(response: Response) -> None:

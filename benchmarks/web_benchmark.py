@@ -24,7 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.api_benchmark import api_server, create_database, postgres
+from benchmarks.api_benchmark import api_server, create_database, postgres, wait_for
 
 TARGET_INTERACTIVE_S, TARGET_WEIGHT_KB = 1.0, 300.0
 PASSWORD = "benchmark password 1"
@@ -62,7 +62,8 @@ def measure(browser, base_url: str, path: str, state: dict, loads: int, wait_rea
         page.goto(base_url + path)
         if wait_ready:
             page.wait_for_selector("body[data-ready=true]")
-        page.wait_for_function("performance.getEntriesByName('first-contentful-paint').length > 0")
+        wait_for(lambda: page.evaluate("performance.getEntriesByName('first-contentful-paint').length"), 30,
+                 "the first contentful paint")
         timing = page.evaluate("""() => ({
             paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,
             ready: (performance.getEntriesByName('vg-ready')[0] || {startTime: null}).startTime,

@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from api.context import ApiContext
-from api.deps import Caller, Context, require_write
+from api.deps import Caller, Context, Viewer, require_write
 from api.errors import error_body
 from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobPage, ProblemOut, QuoteOut, Status
 from videogen.accounts.users import Principal
@@ -237,10 +237,10 @@ def _download(ctx: ApiContext, principal: Principal, job_id: int, column: str, w
 
 
 @router.get("/{job_id}/video", responses={200: {"content": {"video/mp4": {}}}, 307: {"description": "S3 link"}})
-def download_video(job_id: int, principal: Caller, ctx: Context):
+def download_video(job_id: int, principal: Viewer, ctx: Context):
     return _download(ctx, principal, job_id, "output_uri", "video")
 
 
 @router.get("/{job_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}, 307: {"description": "S3 link"}})
-def download_thumbnail(job_id: int, principal: Caller, ctx: Context):
+def download_thumbnail(job_id: int, principal: Viewer, ctx: Context):
     return _download(ctx, principal, job_id, "thumbnail_uri", "thumbnail")

@@ -15,10 +15,10 @@ from videogen.errors import AuthenticationError
 router = APIRouter(prefix="/api/v1/session", tags=["session"])
 
 
-def _start(ctx, request: Request, response: Response, principal, refresh_token: str) -> SessionOut:
+def _start(ctx, request: Request, response: Response, principal, refresh_token: str, *, new_csrf: bool) -> SessionOut:
     set_session(response, request, access_token=ctx.access_tokens.issue(principal),
                 access_ttl_s=ctx.access_tokens.ttl_s, refresh_token=refresh_token,
-                refresh_ttl_s=ctx.refresh_tokens.ttl_s)
+                refresh_ttl_s=ctx.refresh_tokens.ttl_s, new_csrf=new_csrf)
     return SessionOut(user=user_out(ctx.users.get(principal.user_id)), expires_in=ctx.access_tokens.ttl_s)
 
 
@@ -27,7 +27,7 @@ def sign_in(body: Login, request: Request, response: Response, ctx: Context) -> 
     """Sign in with email and password: sets the session cookies."""
     check_csrf(request)
     principal = check_password(ctx, request, body)
-    return _start(ctx, request, response, principal, ctx.refresh_tokens.start(principal.user_id))
+    return _start(ctx, request, response, principal, ctx.refresh_tokens.start(principal.user_id), new_csrf=True)
 
 
 @router.post("/refresh", response_model=SessionOut)
@@ -38,7 +38,7 @@ def refresh(request: Request, response: Response, ctx: Context) -> SessionOut:
     if not token:
         raise AuthenticationError("the session has ended: sign in again", code="session_ended")
     principal, successor = ctx.refresh_tokens.rotate(token)
-    return _start(ctx, request, response, principal, successor)
+    return _start(ctx, request, response, principal, successor, new_csrf=False)
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT)

@@ -164,3 +164,61 @@ def test_set_password_and_the_demo_password_file(api, tmp_path):
     assert users.authenticate("keyonly@example.com", first).user_id == account["id"]
     with pytest.raises(UserNotFoundError):
         users.set_password("u_nobody", first)
+
+
+def test_file_downloads_do_not_count_against_the_per_second_limit(api, tmp_path):
+    """A page of thumbnails (and a player's byte ranges) is many requests at once: authenticated, but
+    not rate-limited, while the API's other routes stay limited."""
+    from tests.api.conftest import another_api
+
+    account = make_account(api)
+    thumb = tmp_path / "storage" / "t" / "thumb.png"
+    thumb.parent.mkdir(parents=True)
+    thumb.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    with api.engine.begin() as conn:
+        job_id = conn.execute(sa.text(
+            "INSERT INTO jobs (user_id, prompt, status, thumbnail_uri) VALUES (:u, 'a fox', 'succeeded', :t) "
+            "RETURNING id"), {"u": account.id, "t": thumb.as_uri()}).scalar_one()
+    with another_api(api, tmp_path, VIDEOGEN_API_RATE_LIMIT_PER_S="2") as url, \
+            httpx.Client(base_url=url, headers=account.headers, timeout=30) as http:
+        files = [http.get(f"/api/v1/jobs/{job_id}/thumbnail").status_code for _ in range(40)]
+        reads = [http.get(f"/api/v1/jobs/{job_id}").status_code for _ in range(40)]
+        anonymous = httpx.get(f"{url}/api/v1/jobs/{job_id}/thumbnail")
+    assert files == [200] * 40
+    assert 429 in reads  # 40 requests cannot spread over the 20 s that 2 per second would need
+    assert error_of(anonymous)[:2] == (401, "unauthenticated")
+
+
+def test_every_cookie_write_needs_the_token_put_and_delete_too(api):
+    admin = make_account(api, "admin", None)
+    other = make_account(api)
+    with browser_like(api) as http:
+        sign_in(http, admin.email)
+        key = http.post("/api/v1/me/api-keys", json={"name": "k"}, headers={"X-CSRF-Token": http.cookies["vg_csrf"]})
+        assert key.status_code == 201
+        assert error_of(http.delete(f"/api/v1/me/api-keys/{key.json()['id']}"))[:2] == (403, "csrf_failed")
+        assert error_of(http.put(f"/api/v1/users/{other.id}/role", json={"role": "admin"}))[:2] == (403, "csrf_failed")
+        assert error_of(http.post("/api/v1/session/refresh"))[:2] == (403, "csrf_failed")
+        assert error_of(http.delete("/api/v1/session"))[:2] == (403, "csrf_failed")
+        assert Users(api.engine).get(other.id)["role"] == "user"
+        assert http.get("/api/v1/me").status_code == 200  # reads need no token, and the session lives on
+
+
+def test_a_refresh_keeps_the_csrf_token_and_a_new_password_ends_the_sessions(api):
+    account = make_account(api)
+    with browser_like(api) as http:
+        sign_in(http, account.email)
+        token = http.cookies["vg_csrf"]
+        assert http.post("/api/v1/session/refresh", headers={"X-CSRF-Token": token}).status_code == 200
+        assert http.cookies["vg_csrf"] == token  # a write in flight during a refresh still matches
+        Users(api.engine).set_password(account.id, "a brand new password")
+        refreshed = http.post("/api/v1/session/refresh", headers={"X-CSRF-Token": token})
+        assert error_of(refreshed)[:2] == (401, "revoked_refresh_token")
+
+
+def test_pages_carry_a_strict_content_security_policy(api):
+    with api.client() as http:
+        page = http.get("/videos")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"

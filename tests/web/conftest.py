@@ -81,7 +81,7 @@ class Tab:
             }""", [method, path, body])
 
 
-def _record_errors(page: Page, errors: list[str]) -> None:
+def record_errors(page: Page, errors: list[str]) -> None:
     page.on("console", lambda message: errors.append(f"console: {message.text} ({page.url})")
             if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(f"page error: {error} ({page.url})"))
@@ -96,7 +96,7 @@ def tab_factory(browser: Browser, api: ApiServer):  # noqa: F811 - the shared fi
         contexts.append(context)
         page = context.new_page()
         tab = Tab(page, api.url)
-        _record_errors(page, tab.errors)
+        record_errors(page, tab.errors)
         return tab
 
     yield make

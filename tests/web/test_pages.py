@@ -10,6 +10,7 @@ import secrets
 from datetime import date
 
 import sqlalchemy as sa
+from playwright.sync_api import expect
 
 from tests.api.conftest import PASSWORD, make_account
 from tests.api.test_kpis_api import kpi_row
@@ -18,7 +19,7 @@ from tests.web.conftest import VIDEO_PAGE
 from videogen.accounts.credits import CreditLedger
 from videogen.kpi.tables import kpi_spark_daily, kpi_spark_daily_by_model
 
-PAGES = ["/videos", "/videos/new", "/account", "/admin/kpis", "/admin/users", "/admin/jobs"]
+PAGES = ["/videos", "/videos/new", "/account", "/admin/users", "/admin/jobs"]
 
 
 def jobs_of(api, user_id: str) -> list[dict]:
@@ -55,8 +56,7 @@ def test_sign_up_submit_from_the_form_and_find_the_job_in_my_videos(api, tab):
     page.get_by_label("Prompt", exact=True).fill("a red fox running in snow")
     page.get_by_label("Frames", exact=True).fill("17")
     # The price, before submitting: 17 frames × 64 × 64 px × 4 steps / 1e6, rounded up.
-    page.wait_for_function("document.querySelector('#cost').textContent.includes('0.2786')")
-    assert page.locator("#cost").inner_text() == "Cost: 0.2786 credits (balance 5.0000)"
+    expect(page.locator("#cost")).to_have_text("Cost: 0.2786 credits (balance 5.0000)")
     tab.shot("new-video")
     page.get_by_role("button", name="Generate").click()
     page.wait_for_url(VIDEO_PAGE)
@@ -90,8 +90,7 @@ def test_every_bad_input_of_the_corpus_shows_the_api_message_at_its_field_and_ma
         page.get_by_role("button", name="Generate").click()
         field = next((name for name in fields if name != "prompt"), "prompt")
         message = page.locator(f"#{field}-error")
-        message.wait_for(state="visible")
-        assert words in message.inner_text(), (code, message.inner_text())
+        expect(message).to_contain_text(words)  # waits: the previous case's message may still be there
         assert page.locator(f"#{field}").get_attribute("aria-invalid") == "true"
         assert page.locator(".field-error:not(:empty)").count() == 1  # next to its field, and only there
         if code == "invalid_width":
@@ -127,8 +126,16 @@ def test_another_user_cannot_see_my_video_and_support_reads_without_write_button
     assert page.get_by_role("button", name="Create a new secret").count() == 0
     page = staff.open("/videos/new")
     assert "support accounts are read-only" in page.locator("main").inner_text()
+    failed_id = submit_through_the_api(api, owner, "a fox that fails")
+    with api.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET status = 'failed', error_code = 'out_of_memory' WHERE id = :j"),
+                     {"j": failed_id})
     page = staff.open("/admin/jobs")
-    assert page.locator("#failed th", has_text="Actions").count() == 0
+    assert f"#{failed_id}" in page.locator("#failed").inner_text()
+    assert page.get_by_role("button", name=f"Retry job {failed_id}").count() == 0
+    page = staff.open("/admin/users")
+    assert owner.email in page.locator("#users").inner_text()
+    assert page.locator("#users input, #users select, #users button").count() == 0
     # The buttons are gone, and the API refuses the writes anyway.
     refused = staff.fetch("POST", f"/api/v1/jobs/{job_id}/cancel")
     assert refused["status"] == 403 and refused["body"]["error"]["code"] == "read_only_role"
@@ -244,25 +251,34 @@ def test_api_keys_are_shown_once_and_can_be_revoked(api, tab):
 def test_every_page_fits_a_phone_and_works_from_the_keyboard(api, tab_factory):
     admin = make_account(api, "admin", "3")
     job_id = submit_through_the_api(api, admin)
+    for _ in range(3):
+        make_account(api)
+    with api.engine.begin() as conn:  # full tables and charts, not empty pages
+        conn.execute(kpi_spark_daily.insert(), [
+            kpi_row(date(2023, 1, day), total_jobs=day * 40, succeeded_jobs=day * 30, failed_jobs=day * 5,
+                    success_rate=0.857, median_duration_s=12.25, p95_duration_s=31.5,
+                    credits_consumed=123.4567, gpu_seconds=86400.0) for day in range(1, 29)])
     phone = tab_factory(width=375, height=740)
     page = phone.open("/login")
     # Keyboard only: the skip link first, then the form's fields in order, Enter submits.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
-    page.get_by_label("Email").focus()
+    page.keyboard.press("Enter")  # the skip link moves focus to the page's content
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "email"
     page.keyboard.type(admin.email)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(api.url + "/videos")
-    for path in [*PAGES, f"/videos/{job_id}"]:
+    for path in [*PAGES, f"/videos/{job_id}", "/admin/kpis?from=2023-01-01&to=2023-01-31"]:
         page = phone.open(path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
         unlabeled = page.evaluate("""[...document.querySelectorAll('input, select, textarea')]
             .filter((i) => i.type !== 'hidden' && !(i.labels && i.labels.length) && !i.getAttribute('aria-label'))
             .map((i) => i.id || i.name)""")
         assert unlabeled == [], (path, unlabeled)
-        phone.shot("phone" + path.replace("/", "-"))
+        phone.shot("phone" + path.split("?")[0].replace("/", "-"))
     assert phone.errors == []
 
 
@@ -277,3 +293,52 @@ def test_error_pages_are_readable_and_never_a_stack_trace(api, tab):
     # The API keeps its JSON errors.
     answer = tab.page.goto(api.url + "/api/v1/no-such-route")
     assert answer.status == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_the_site(api, tab_factory):
+    account = make_account(api)
+    # A backslash or a tab after the first slash makes the browser read another host: dropped too.
+    for asked, landed in (("/account?x=1", "/account?x=1"), ("/%5Cevil.example/", "/videos"),
+                          ("/%09/evil.example", "/videos"), ("https://evil.example/", "/videos"),
+                          ("//evil.example/x", "/videos")):
+        tab = tab_factory()
+        page = tab.open(f"/login?next={asked}")
+        page.get_by_label("Email").fill(account.email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        assert page.url.startswith(api.url + "/"), (asked, page.url)
+        assert page.url == api.url + landed, (asked, page.url)
+
+
+def test_sign_out_ends_the_session(api, tab):
+    account = make_account(api)
+    tab.sign_in(account.email)
+    tab.page.get_by_role("button", name="Sign out").click()
+    tab.page.wait_for_url(api.url + "/login")
+    page = tab.open("/account")
+    assert page.url.startswith(api.url + "/login?next=")
+    assert tab.errors == []  # a visitor without a session goes to the sign-in page without a 401
+    assert tab.fetch("GET", "/api/v1/me")["status"] == 401
+
+
+def test_two_tabs_refreshing_an_expired_session_at_once_keep_it(api, tab):
+    """The refresh token rotates and one spent twice ends the session: the tabs take turns (a lock
+    across tabs), and the second sees the first's new cookies instead of spending the old token."""
+    account = make_account(api)
+    tab.sign_in(account.email)
+    context = tab.page.context
+    second = context.new_page()
+    second.goto(api.url + "/videos")
+    second.wait_for_selector("body[data-ready=true]")
+    expired = next(c for c in context.cookies() if c["name"] == "vg_session")
+    context.add_cookies([{**expired, "value": "1"}])  # as if the access cookie had expired
+    refresh = "import('/static/app.js').then((app) => app.refreshSession())"
+    first_done = tab.page.evaluate_handle(refresh)
+    assert second.evaluate(refresh) is True
+    assert first_done.json_value() is True
+    assert tab.fetch("GET", "/api/v1/me")["status"] == 200
+    with api.engine.connect() as conn:
+        revoked = conn.execute(sa.text("SELECT count(*) FROM refresh_tokens WHERE user_id = :u AND revoked_at IS NOT NULL"),
+                               {"u": account.id}).scalar_one()
+    assert revoked == 0  # no token was spent twice

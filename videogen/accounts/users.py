@@ -102,14 +102,18 @@ class Users:
         return self.get(user_id)
 
     def set_password(self, user_id: str, password: Any) -> None:
-        """Give an account a new password (an operator's reset, the demo account's known one)."""
+        """Give an account a new password (an operator's reset, the demo account's known one); every
+        session signed in with the old one ends (its refresh tokens are revoked)."""
+        from videogen.accounts.tokens import RefreshTokens
+
         with _HASHING:
             hashed = _hasher.hash(check_password(password))
         with self.engine.begin() as conn:
             changed = conn.execute(users.update().where(users.c.id == user_id, users.c.deleted_at.is_(None))
                                    .values(password_hash=hashed)).rowcount
-        if not changed:
-            raise UserNotFoundError(f"user {user_id} does not exist")
+            if not changed:
+                raise UserNotFoundError(f"user {user_id} does not exist")
+            RefreshTokens.revoke_all(conn, user_id)
 
     def authenticate(self, email: Any, password: Any) -> Principal:
         """The account for this email and password, or one message whatever was wrong (no user enumeration)."""

@@ -98,13 +98,15 @@ DEMO_PASSWORD_FILE = "demo-password"
 def demo_password(home: Path) -> str:
     """The demo account's password for the web app: made once per VIDEOGEN_HOME, kept there (0600)."""
     path = home / DEMO_PASSWORD_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists() and path.read_text().strip():
         return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole or not at all (a run killed half-way leaves no empty password behind).
+    draft = path.with_name(f".{DEMO_PASSWORD_FILE}.{os.getpid()}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
         out.write(secrets.token_urlsafe(12))
+    os.replace(draft, path)
     return path.read_text().strip()
 
 

@@ -22,14 +22,39 @@ export function cookie(name) {
 
 let refreshing = null;
 
-// One refresh at a time: the refresh token rotates, and spending it twice ends the session.
-function refreshSession() {
+function sessionExpiry() {
+  return Number(cookie("vg_session")) || 0;
+}
+
+async function refreshOnce(expiryBefore) {
+  // Another tab may have refreshed while this one waited for the lock: its new cookies are ours too.
+  if (sessionExpiry() > expiryBefore) return true;
+  const response = await fetch("/api/v1/session/refresh", {
+    method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": cookie("vg_csrf") },
+  });
+  return response.ok;
+}
+
+// One refresh at a time, across every tab of this site: the refresh token rotates, and spending the
+// same one twice ends the session (the server takes it for a stolen token).
+export function refreshSession() {
   if (!refreshing) {
-    refreshing = fetch("/api/v1/session/refresh", {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": cookie("vg_csrf") },
-    }).then((response) => response.ok).finally(() => { refreshing = null; });
+    const expiryBefore = sessionExpiry();
+    const run = () => refreshOnce(expiryBefore);
+    refreshing = (navigator.locks ? navigator.locks.request("vg-session-refresh", run) : run())
+      .catch(() => false)
+      .finally(() => { refreshing = null; });
   }
   return refreshing;
+}
+
+// Refresh a little before the access cookie expires, so that what the browser fetches by itself (the
+// player, a download, the live stream) never meets an expired session on a page left open.
+function keepSessionFresh() {
+  const inMs = (sessionExpiry() - 30) * 1000 - Date.now();
+  setTimeout(async () => {
+    if (await refreshSession()) keepSessionFresh();
+  }, Math.max(inMs, 5000));
 }
 
 export function signInAgain() {
@@ -38,7 +63,9 @@ export function signInAgain() {
 }
 
 // fetch() for the API: JSON in and out, errors as ApiError; an expired session is refreshed once.
-export async function api(path, { method = "GET", body, query, retried = false } = {}) {
+// headers: extra request headers; background: a call the visitor did not ask for (a price preview),
+// which never navigates to the sign-in page and so never throws away what is being typed.
+export async function api(path, { method = "GET", body, query, headers: extra = {}, background = false, retried = false } = {}) {
   let url = path;
   if (query) {
     const params = new URLSearchParams();
@@ -47,19 +74,24 @@ export async function api(path, { method = "GET", body, query, retried = false }
     }
     if ([...params].length) url += "?" + params;
   }
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (!SAFE.has(method)) headers["X-CSRF-Token"] = cookie("vg_csrf");
   const response = await fetch(url, {
     method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (response.status === 401 && !retried && !path.startsWith("/api/v1/session")) {
-    if (await refreshSession()) return api(path, { method, body, query, retried: true });
-    signInAgain();
+    if (await refreshSession()) return api(path, { method, body, query, headers: extra, background, retried: true });
+    if (!background) signInAgain();
     throw new ApiError(401, { error: { code: "session_ended", message: "your session has ended: sign in again" } });
   }
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {  // not the API's answer: a proxy's error page, say
+    throw new ApiError(response.status, { error: { code: "bad_gateway", message: `the server answered ${response.status}; try again` } });
+  }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -112,7 +144,8 @@ export function showError(form, error) {
     input.setAttribute("aria-invalid", "true");
     input.focus();
   } else {
-    (form.querySelector(".form-error") || $("#form-error")).textContent = error.message;
+    const slot = form.querySelector(".form-error") || $("#form-error");
+    if (slot) slot.textContent = error.message;
   }
 }
 
@@ -141,6 +174,7 @@ export async function signedIn() {
     signInAgain();
     throw new ApiError(401, { error: { code: "session_ended", message: "your session has ended: sign in again" } });
   }
+  keepSessionFresh();
   const me = await api("/api/v1/me");
   visitor = me.user;
   visitor.ledger = me.ledger;
@@ -155,7 +189,10 @@ export async function signedIn() {
   if (!visitor.canWrite) for (const node of document.querySelectorAll("[data-write]")) node.remove();
   if (visitor.role !== "admin") for (const node of document.querySelectorAll("[data-admin]")) node.remove();
   $("#sign-out").addEventListener("click", async () => {
-    try { await api("/api/v1/session", { method: "DELETE" }); } finally { location.assign("/login"); }
+    try {
+      await api("/api/v1/session", { method: "DELETE", background: true });
+    } catch { /* the session is over either way */ }
+    location.assign("/login");
   });
   return visitor;
 }

@@ -1,6 +1,9 @@
-import { $, api, el, page, setText, when } from "../app.js";
+import { $, ApiError, api, el, page, setText, when } from "../app.js";
 
 page(async (visitor) => {
+  if (!visitor.isStaff) {
+    throw new ApiError(403, { error: { code: "staff_only", message: "this page needs the admin or support role" } });
+  }
   const params = new URLSearchParams(location.search);
   const result = await api("/api/v1/jobs", { query: { status: "failed", limit: 50, cursor: params.get("cursor") } });
   $("#empty").hidden = result.items.length > 0;

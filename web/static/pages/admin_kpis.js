@@ -12,6 +12,8 @@ function svg(tag, attributes = {}, ...children) {
   return node;
 }
 
+const cell = (v) => el("td", { class: "num" }, v === null || v === undefined ? "—" : String(v));
+
 function isoDay(date) {
   return date.toISOString().slice(0, 10);
 }
@@ -83,7 +85,6 @@ function render(days) {
       { name: "gpu_hours", label: "GPU hours", class: "s-gpu", values: pick("gpu_seconds", (v) => +(v / 3600).toFixed(4)) },
     ] }),
   );
-  const cell = (v) => el("td", { class: "num" }, v === null || v === undefined ? "—" : String(v));
   $("#kpi-table tbody").replaceChildren(...days.map((d) => el("tr", {},
     el("th", { scope: "row" }, d.job_date), cell(d.total_jobs), cell(d.succeeded_jobs), cell(d.failed_jobs),
     cell(d.rejected_jobs), cell(d.canceled_jobs),
@@ -105,7 +106,6 @@ function renderByModel(rows) {
       series: models.map((model, i) => ({ name: model, label: model, class: MODEL_CLASSES[i % MODEL_CLASSES.length],
         values: days.map((day) => value(model, day, "jobs")) })) }),
   ] : []));
-  const cell = (v) => el("td", { class: "num" }, v === null || v === undefined ? "—" : String(v));
   $("#model-table tbody").replaceChildren(...rows.map((r) => el("tr", {},
     el("th", { scope: "row" }, r.job_date), el("td", {}, r.model), cell(r.jobs), cell(r.succeeded_jobs),
     cell(r.failed_jobs), cell(r.success_rate === null ? null : `${(r.success_rate * 100).toFixed(1)} %`),

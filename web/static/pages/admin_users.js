@@ -1,6 +1,6 @@
 import { $, api, el, page, setText, when } from "../app.js";
 
-const ROLES = ["user", "support", "admin"];
+const ROLES = document.body.dataset.roles.split(",");
 
 function row(user, visitor, reload) {
   const cells = [el("td", {}, user.email), el("td", {}, user.role), el("td", { class: "num" }, user.credit_balance),
@@ -18,16 +18,21 @@ function row(user, visitor, reload) {
     el("label", { for: amountId, class: "visually-hidden" }, `Credits to grant to ${user.email}`),
     el("input", { id: amountId, name: "amount", inputmode: "decimal", size: 6, required: true }),
     el("button", { type: "submit" }, "Grant"));
+    // A role changes only when Save is pressed: arrow keys on a closed <select> fire "change" in
+    // Chromium, and one's own role is not changed from here (an admin could lock themselves out).
     const roleId = `role-${user.id}`;
-    const select = el("select", { id: roleId }, ...ROLES.map((r) => el("option", { value: r, selected: r === user.role }, r)));
-    select.addEventListener("change", async () => {
+    const own = user.id === visitor.id;
+    const roleForm = el("form", { class: "inline-form", onsubmit: async (event) => {
+      event.preventDefault();
       try {
-        await api(`/api/v1/users/${encodeURIComponent(user.id)}/role`, { method: "PUT", body: { role: select.value } });
+        await api(`/api/v1/users/${encodeURIComponent(user.id)}/role`, { method: "PUT", body: { role: roleForm.role.value } });
         await reload();
       } catch (error) { setText("#users-error", `${user.email}: ${error.message}`); }
-    });
-    cells.push(el("td", {}, grant),
-      el("td", {}, el("label", { for: roleId, class: "visually-hidden" }, `Role of ${user.email}`), select));
+    } },
+    el("label", { for: roleId, class: "visually-hidden" }, `Role of ${user.email}`),
+    el("select", { id: roleId, name: "role", disabled: own }, ...ROLES.map((r) => el("option", { value: r, selected: r === user.role }, r))),
+    el("button", { type: "submit", disabled: own, "aria-label": `Save the role of ${user.email}` }, "Save"));
+    cells.push(el("td", {}, grant), el("td", {}, roleForm));
   }
   return el("tr", {}, ...cells);
 }

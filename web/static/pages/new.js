@@ -1,4 +1,4 @@
-import { $, ApiError, api, clearErrors, el, page, refreshBalance, setText, showError } from "../app.js";
+import { $, ApiError, api, clearErrors, el, page, setText, showError } from "../app.js";
 
 const FIELDS = ["prompt", "negative_prompt", "model", "width", "height", "num_frames", "fps", "steps",
   "guidance_scale", "seed", "quality_preset"];
@@ -59,12 +59,14 @@ page(async (visitor) => {
   // The price as the form changes (a dry run: nothing is stored).
   let timer = null;
   let latest = 0;
+  let submissionKey = crypto.randomUUID();
   form.addEventListener("input", () => {
+    submissionKey = crypto.randomUUID();
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const ticket = ++latest;
       try {
-        const quote = await api("/api/v1/jobs/quote", { method: "POST", body: draft(form) });
+        const quote = await api("/api/v1/jobs/quote", { method: "POST", body: draft(form), background: true });
         if (ticket === latest) showQuote(quote);
       } catch { /* the price waits for the next change; submitting shows any error */ }
     }, 300);
@@ -88,8 +90,9 @@ page(async (visitor) => {
         return;
       }
       const request = Object.fromEntries(Object.entries(quote.request).filter(([, v]) => v !== null));
-      const job = await api("/api/v1/jobs", { method: "POST", body: { ...request } });
-      await refreshBalance();
+      // The same key until the form changes: pressing Generate twice (or again after a lost answer)
+      // gives the one job, charged once.
+      const job = await api("/api/v1/jobs", { method: "POST", body: request, headers: { "Idempotency-Key": submissionKey } });
       location.assign(`/videos/${job.id}`);
     } catch (error) {
       showError(form, error);

@@ -1,6 +1,6 @@
 import { $, ApiError, api, el, page, refreshBalance, setText, when } from "../app.js";
 
-const FINAL = new Set(["succeeded", "failed", "rejected", "canceled"]);
+const FINAL = new Set(document.body.dataset.finalStatuses.split(","));
 const jobId = Number($("#job").dataset.jobId);
 let stream = null;
 
@@ -54,11 +54,35 @@ async function showTrail() {
     el("strong", {}, e.status), e.stage ? ` · ${e.stage}` : "", e.message ? ` — ${e.message}` : "")));
 }
 
+let latestReload = 0;
+let shownStatus = null;
+
+// The job, its outputs and trail; an answer overtaken by a newer reload is dropped, so the page never
+// goes back to an older state.
 async function reload(visitor) {
+  const ticket = ++latestReload;
   const job = await api(`/api/v1/jobs/${jobId}`);
+  if (ticket !== latestReload) return job;
+  shownStatus = job.status;
   showJob(job, visitor);
   await showTrail();
   return job;
+}
+
+const WAITING = new Set(["pending", "queued"]);
+let retryDelayMs = 1000;
+let queueTimer = null;
+
+// While the job waits, its place in the queue changes without any change of its own: ask again.
+function watchQueue(visitor) {
+  clearInterval(queueTimer);
+  queueTimer = setInterval(async () => {
+    if (!WAITING.has(shownStatus)) {
+      clearInterval(queueTimer);
+      return;
+    }
+    try { await reload(visitor); } catch { /* the next tick tries again */ }
+  }, 5000);
 }
 
 function follow(visitor) {
@@ -66,22 +90,33 @@ function follow(visitor) {
   stream = new EventSource(`/api/v1/jobs/${jobId}/stream`);
   let lastStatus = null;
   stream.addEventListener("job", async (event) => {
+    retryDelayMs = 1000;
     const snapshot = JSON.parse(event.data);
     showProgress({ ...snapshot, parameters: currentParameters });
     if (snapshot.status !== lastStatus) {
       lastStatus = snapshot.status;
       if (FINAL.has(snapshot.status)) stream.close();
-      await reload(visitor);  // queue position, outputs, the trail: they change with the status
+      try {
+        await reload(visitor);  // queue position, outputs, the trail: they change with the status
+      } catch (error) {
+        setText("#job-error", error.message);
+      }
     }
   });
-  stream.addEventListener("error", async () => {
+  stream.addEventListener("error", () => {
     if (stream.readyState !== EventSource.CLOSED) return;  // the browser reconnects by itself
-    try {
-      const job = await reload(visitor);  // refreshes an expired session on the way
-      if (!FINAL.has(job.status)) follow(visitor);
-    } catch (error) {
-      setText("#job-error", error.message);
-    }
+    // Refused (a rate limit, an expired session, a server restarting): back off, then look again.
+    const delay = retryDelayMs * (0.5 + Math.random());
+    retryDelayMs = Math.min(retryDelayMs * 2, 30000);
+    setTimeout(async () => {
+      try {
+        const job = await reload(visitor);  // refreshes an expired session on the way
+        if (!FINAL.has(job.status)) follow(visitor);
+      } catch (error) {
+        setText("#job-error", error.message);
+        follow(visitor);
+      }
+    }, delay);
   });
 }
 
@@ -94,7 +129,10 @@ async function act(action, visitor) {
     showJob(job, visitor);
     await showTrail();
     await refreshBalance();
-    if (!FINAL.has(job.status)) follow(visitor);
+    if (!FINAL.has(job.status)) {
+      follow(visitor);
+      watchQueue(visitor);
+    }
   } catch (error) {
     setText("#job-error", error instanceof ApiError ? error.message : String(error));
   }
@@ -106,4 +144,5 @@ page(async (visitor) => {
   $("#cancel")?.addEventListener("click", () => act("cancel", visitor));
   $("#retry")?.addEventListener("click", () => act("retry", visitor));
   if (!FINAL.has(job.status)) follow(visitor);
+  watchQueue(visitor);
 });

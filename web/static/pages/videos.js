@@ -7,12 +7,21 @@ function card(job) {
     ? el("img", { src: job.thumbnail_url, alt: "", loading: "lazy", width: 160, height: 160 })
     : el("div", { class: "placeholder", "aria-hidden": "true" }, job.status === "succeeded" ? "" : "…");
   return el("li", { class: "card" },
-    el("a", { href: `/videos/${job.id}`, "aria-label": `Video ${job.id}: ${job.prompt.slice(0, 80)}` },
+    el("a", { href: `/videos/${job.id}` },
       picture,
       el("span", { class: "card-text" },
         badge(job.status),
         el("span", { class: "prompt" }, job.prompt),
         el("time", { datetime: job.created_at }, when(job.created_at)))));
+}
+
+// The start of a day (YYYY-MM-DD) in the visitor's time zone, plus ``later`` days, as an ISO instant:
+// "to" includes the whole of its day, also one of 23 or 25 hours. A malformed date is no filter.
+function startOfDay(day, later) {
+  const parts = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day || "");
+  if (!parts) return null;
+  const start = new Date(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3]) + later);
+  return Number.isNaN(start.getTime()) ? null : start.toISOString();
 }
 
 page(async () => {
@@ -23,16 +32,12 @@ page(async () => {
     event.preventDefault();
     const next = new URLSearchParams();
     for (const name of ["status", "created_from", "created_to"]) if (form[name].value) next.set(name, form[name].value);
-    location.assign("/videos" + (next.size ? "?" + next : ""));
+    location.assign("/videos" + (next.toString() ? "?" + next : ""));
   });
-  // Dates are whole days in the visitor's time zone: "to" includes the whole of its day.
-  const from = params.get("created_from");
-  const to = params.get("created_to");
   const result = await api("/api/v1/jobs", {
     query: {
       status: params.get("status"), limit: PAGE_SIZE, cursor: params.get("cursor"),
-      created_from: from ? new Date(from + "T00:00:00").toISOString() : null,
-      created_to: to ? new Date(new Date(to + "T00:00:00").getTime() + 86400000).toISOString() : null,
+      created_from: startOfDay(params.get("created_from"), 0), created_to: startOfDay(params.get("created_to"), 1),
     },
   });
   $("#grid").replaceChildren(...result.items.map(card));
@@ -45,6 +50,6 @@ page(async () => {
   if (params.get("cursor")) {
     const first = new URLSearchParams(params);
     first.delete("cursor");
-    Object.assign($("#first-page"), { href: "/videos" + (first.size ? "?" + first : ""), hidden: false });
+    Object.assign($("#first-page"), { href: "/videos" + (first.toString() ? "?" + first : ""), hidden: false });
   }
 });
