@@ -71,6 +71,8 @@ def measure(browser, base_url: str, path: str, state: dict, loads: int, wait_rea
                 .filter((r) => /\\.(js|css)(\\?|$)/.test(r.name)).reduce((sum, r) => sum + r.decodedBodySize, 0),
             cards: document.querySelectorAll('.card').length,
         })""")
+        if wait_ready and timing["cards"] == 0:  # an error page is "ready" too: it must not count
+            raise RuntimeError(f"{path} rendered no video: {page.inner_text('main')[:200]}")
         samples["paint_s"].append(timing["paint"] / 1000)
         if timing["ready"] is not None:
             samples["ready_s"].append(timing["ready"] / 1000)
