@@ -17,6 +17,9 @@ from videogen.kpi.tables import kpi_spark_daily, kpi_spark_daily_by_model
 router = APIRouter(prefix="/api/v1/kpis", tags=["kpis"])
 
 MAX_RANGE_DAYS = 366
+FirstDay = Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")]
+LastDay = Annotated[date, Query(alias="to", description="last UTC day, YYYY-MM-DD (inclusive)")]
+KPI_RESPONSES = {403: {"description": "not admin or support"}, 422: {"description": "invalid range"}}
 
 
 def check_range(first: date, last: date) -> None:
@@ -29,12 +32,12 @@ def check_range(first: date, last: date) -> None:
 
 
 @router.get("/daily", response_model=KpiDailyOut,
-            responses={403: {"description": "not admin or support"}, 422: {"description": "invalid range"}})
+            responses=KPI_RESPONSES)
 def daily_kpis(
     principal: Caller,
     ctx: Context,
-    first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")],
-    last: Annotated[date, Query(alias="to", description="last UTC day, YYYY-MM-DD (inclusive)")],
+    first: FirstDay,
+    last: LastDay,
 ) -> KpiDailyOut:
     """Daily job KPIs (counts per status, success rate, active users, durations, credits, GPU
     seconds) for the days ``from`` to ``to``, at most 366 days, oldest first."""
@@ -49,12 +52,12 @@ def daily_kpis(
 
 
 @router.get("/daily/by-model", response_model=KpiByModelOut,
-            responses={403: {"description": "not admin or support"}, 422: {"description": "invalid range"}})
+            responses=KPI_RESPONSES)
 def daily_kpis_by_model(
     principal: Caller,
     ctx: Context,
-    first: Annotated[date, Query(alias="from", description="first UTC day, YYYY-MM-DD (inclusive)")],
-    last: Annotated[date, Query(alias="to", description="last UTC day, YYYY-MM-DD (inclusive)")],
+    first: FirstDay,
+    last: LastDay,
 ) -> KpiByModelOut:
     """Daily job KPIs per model (``kpi_spark_daily_by_model``) for the days ``from`` to ``to``."""
     require_read_all(principal)
