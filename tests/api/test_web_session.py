@@ -222,3 +222,31 @@ def test_pages_carry_a_strict_content_security_policy(api):
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_an_unexpected_error_on_a_page_is_a_readable_html_500_without_a_trace():
+    """The last-resort middleware, in process: a page address gets the HTML page, the API its JSON."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    from api.errors import UnhandledErrors
+
+    def broken(request):
+        raise RuntimeError("row values that must not be shown: secret-prompt")
+
+    # As in api.app.create_app: inside Starlette's own error middleware, around the routes.
+    app = Starlette(routes=[Route("/videos", broken), Route("/api/v1/jobs", broken)],
+                    middleware=[Middleware(UnhandledErrors)])
+
+    async def get(path: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            return await http.get(path)
+
+    page, api_answer = asyncio.run(get("/videos")), asyncio.run(get("/api/v1/jobs"))
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "Something went wrong" in page.text and "secret-prompt" not in page.text and "Traceback" not in page.text
+    assert api_answer.status_code == 500 and api_answer.json() == {"error": {"code": "internal_error",
+                                                                             "message": "internal error"}}
