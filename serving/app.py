@@ -8,7 +8,10 @@ One deployment, ``TextToVideo`` (FastAPI ingress), thin over :mod:`videogen.gene
   ``max_models_per_replica`` models stay loaded per replica, the least recently used is unloaded.
 * ``max_ongoing_requests`` (default 1) keeps a GPU from running two generations at once; replica
   resources come from the registry's ``resources`` (GPU count).
-* ``GET /health`` for readiness, ``GET /stats`` for the replica's loads and recent requests.
+* ``GET /health`` for readiness, ``GET /stats`` for the replica's loads and recent requests,
+  ``GET /metrics`` for the replica's Prometheus metrics (:mod:`videogen.generation.metrics`; through the
+  Serve HTTP proxy one scrape hits one replica). With ``metrics_port`` each replica also serves them on
+  that port of its pod, which the PodMonitor k8s/monitoring/podmonitor.yaml scrapes in Kubernetes.
 
 ``build_app(args)`` is the application builder named by ``serve run serving.app:build_app`` and a
 KubeRay RayService's ``import_path``; every arg defaults to the environment's settings.
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from ray import serve
 
@@ -56,9 +59,12 @@ class GenerateBody(BaseModel):
 @serve.ingress(api)
 class TextToVideo:
     def __init__(self, *, model_cache: str, registry_path: str, device: str, cpu_offload: bool, vae_tiling: bool,
-                 max_models_per_replica: int) -> None:
+                 max_models_per_replica: int, metrics_port: int = 0) -> None:
         self.registry = ModelRegistry.from_file(registry_path)
         self.stats = service.ReplicaStats()
+        self.stats.metrics.declare_models(self.registry.names())
+        if metrics_port:
+            self.stats.metrics.serve(metrics_port)
         self._model_cache = Path(model_cache)
         self._device, self._cpu_offload, self._vae_tiling = device, cpu_offload, vae_tiling
 
@@ -85,6 +91,11 @@ class TextToVideo:
     def replica_stats(self) -> dict[str, Any]:
         return self.stats.to_json()
 
+    @api.get("/metrics")
+    def metrics(self) -> Response:
+        body, content_type = self.stats.metrics.exposition()
+        return Response(content=body, media_type=content_type)
+
     @api.post("/generate")
     async def generate(self, body: GenerateBody, request: Request) -> Any:
         if self.registry.get(body.model) is None:
@@ -92,7 +103,6 @@ class TextToVideo:
                 "detail": f"model {body.model!r} is not registered; available: {', '.join(self.registry.names())}"})
         params = GenerationParams(**body.model_dump(exclude={"model", "request_id"}))
         record = service.RequestRecord(request_id=body.request_id, model=body.model, total_steps=body.steps)
-        self.stats.requests.append(record)
         return StreamingResponse(self._events(body.model, params, record), media_type="application/x-ndjson")
 
     async def _events(self, model: str, params: GenerationParams, record: service.RequestRecord):
@@ -100,6 +110,8 @@ class TextToVideo:
         events: asyncio.Queue[bytes] = asyncio.Queue()
         cancel = threading.Event()
         task = None
+        failed = False
+        self.stats.request_started(record)
         try:
             loaded = await self._pipeline_for(model)
             yield event_line("started", replica=self.stats.replica, model_loads=self.stats.model_loads[model])
@@ -124,19 +136,24 @@ class TextToVideo:
         except JobCanceledError:
             return
         except Exception as error:  # noqa: BLE001 - every failure becomes an event the client can act on
+            failed = True
             yield event_line("error", **service.error_fields(error))
         finally:
             # A client that disconnects cancels this generator: stop the denoising, and hold the
             # replica's slot until the thread has really stopped (the GPU is free again).
-            cancel.set()
-            if task is not None and not task.done():
-                await asyncio.shield(asyncio.wait({task}))
+            try:
+                cancel.set()
+                if task is not None and not task.done():
+                    await asyncio.shield(asyncio.wait({task}))
+            finally:
+                self.stats.request_finished(record, failed=failed)
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:
     """The ``videogen`` application; ``args`` override the environment's settings:
     model_cache, registry_path, device, cpu_offload, vae_tiling, max_models_per_replica,
-    max_ongoing_requests, num_replicas, num_gpus, num_cpus. ``registry_revision`` is accepted and
+    max_ongoing_requests, num_replicas, num_gpus, num_cpus, metrics_port (each replica serves its
+    Prometheus metrics on this port too; 0, the default, only on the ingress's ``GET /metrics``). ``registry_revision`` is accepted and
     ignored: bumping it in a RayService's serveConfigV2 makes Serve restart the replicas so that they
     read an edited registry."""
     args = dict(args or {})
@@ -160,6 +177,7 @@ def build_app(args: dict[str, Any] | None = None) -> serve.Application:
         cpu_offload=bool(args.get("cpu_offload", settings.cpu_offload)),
         vae_tiling=bool(args.get("vae_tiling", settings.vae_tiling)),
         max_models_per_replica=int(args.get("max_models_per_replica", settings.serve_max_models_per_replica)),
+        metrics_port=int(args.get("metrics_port", 0)),
     )
 
 

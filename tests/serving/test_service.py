@@ -73,3 +73,64 @@ def test_events_are_one_json_object_per_line():
         parse_event(b"<html>502 Bad Gateway</html>")
     with pytest.raises(ValueError, match="without a type"):
         parse_event(b'{"step": 1}')
+
+
+def test_replica_metrics_count_steps_loads_and_outcomes_without_ray(tiny):
+    from prometheus_client import REGISTRY
+    from prometheus_client.parser import text_string_to_metric_families
+
+    stats = ReplicaStats()
+    stats.metrics.declare_models(["tiny", "other"])
+    loaded = load("tiny", lambda name: tiny, stats)
+    record = RequestRecord(request_id="job-123", model="tiny", total_steps=PARAMS.steps)
+    stats.request_started(record)
+    assert stats.metrics.in_flight._value.get() == 1
+    run_generation(loaded, PARAMS, record, emit=lambda *_: None, cancel=threading.Event())
+    stats.request_finished(record)
+    never_ran = RequestRecord(request_id="job-124", model="other", total_steps=3)
+    stats.request_started(never_ran)
+    stats.request_finished(never_ran, failed=True)  # its model could not be loaded
+    body, content_type = stats.metrics.exposition()
+    assert content_type.startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert samples[("videogen_generation_denoising_steps_total", (("model", "tiny"),))] == PARAMS.steps
+    assert samples[("videogen_generation_denoising_steps_total", (("model", "other"),))] == 0  # declared
+    assert samples[("videogen_generation_denoising_seconds_total", (("model", "tiny"),))] > 0
+    assert samples[("videogen_generation_model_loads_total", (("model", "tiny"),))] == 1
+    assert samples[("videogen_generation_model_load_seconds_count", (("model", "tiny"),))] == 1
+    assert samples[("videogen_generation_requests_total", (("model", "tiny"), ("outcome", "succeeded")))] == 1
+    assert samples[("videogen_generation_requests_total", (("model", "other"), ("outcome", "failed")))] == 1
+    assert samples[("videogen_generation_requests_in_flight", ())] == 0 and never_ran.outcome == "failed"
+    assert not any("job-12" in v for _, labels in samples for _, v in labels)
+    # Each replica's own registry: nothing in the process-global one.
+    assert not [m.name for m in REGISTRY.collect() if m.name.startswith("videogen_generation")]
+
+
+def test_replica_metrics_are_served_on_a_port_of_their_own():
+    import requests
+
+    from tests.conftest import free_port
+    from videogen.generation.metrics import GenerationMetrics
+
+    metrics, other = GenerationMetrics(), GenerationMetrics()
+    port = free_port()
+    try:
+        assert metrics.serve(port, addr="127.0.0.1")
+        metrics.in_flight.inc()  # what a scrape sees while a generation holds the Serve request slot
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "videogen_generation_requests_in_flight 1.0" in text
+        assert not other.serve(port, addr="127.0.0.1")  # the port is taken: a warning, the replica still works
+    finally:
+        metrics.close()
+
+
+def test_a_scrape_imports_no_torch_and_a_cpu_process_has_no_gpu_series():
+    import subprocess
+    import sys
+
+    code = ("import sys; from videogen.generation.service import ReplicaStats; s = ReplicaStats();"
+            "body, _ = s.metrics.exposition(); print('torch' in sys.modules, b'gpu_memory' in body)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False"]

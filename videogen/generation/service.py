@@ -5,7 +5,8 @@ A generation runs in a worker thread (torch releases the GIL while it computes),
 each denoising step through ``emit``; the caller's ``cancel`` event is polled after every step, so
 a disconnected client stops the denoising within one step. The replica keeps counts a person can
 check: model loads per model, and for each recent request its steps and its denoising interval
-(the benchmark's busy fraction is computed from those).
+(the benchmark's busy fraction is computed from those). The same events move the replica's Prometheus
+metrics (:mod:`videogen.generation.metrics`, ``ReplicaStats.metrics``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from videogen.errors import JobCanceledError, TransientError, VideogenError
 from videogen.generation.generate import GeneratedVideo, GenerationParams, generate_frames
+from videogen.generation.metrics import GenerationMetrics
 
 
 @dataclass
@@ -43,6 +45,21 @@ class ReplicaStats:
     model_unloads: Counter[str] = field(default_factory=Counter)
     load_seconds: dict[str, float] = field(default_factory=dict)
     requests: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=1000))
+    metrics: GenerationMetrics = field(default_factory=GenerationMetrics, repr=False, compare=False)
+
+    def request_started(self, record: RequestRecord) -> None:
+        """A request begins on this replica (its stream started): listed by /stats, in flight."""
+        self.requests.append(record)
+        self.metrics.in_flight.inc()
+
+    def request_finished(self, record: RequestRecord, *, failed: bool = False) -> None:
+        """The request's stream ended. Its outcome is the generation's; a request that never reached
+        the generation failed (``failed``: its model could not be loaded) or was canceled (the client
+        left while the model loaded)."""
+        if record.outcome == "running":
+            record.outcome = "failed" if failed else "canceled"
+        self.metrics.in_flight.dec()
+        self.metrics.request_finished(record.model, record.outcome)
 
     def to_json(self) -> dict[str, Any]:
         return {"replica": self.replica, "pid": os.getpid(), "model_loads": dict(self.model_loads),
@@ -81,8 +98,10 @@ class LoadedPipeline:
 def load(model: str, loader: Callable[[str], Any], stats: ReplicaStats) -> LoadedPipeline:
     started = time.perf_counter()
     pipeline = loader(model)
+    seconds = time.perf_counter() - started
     stats.model_loads[model] += 1
-    stats.load_seconds[model] = round(time.perf_counter() - started, 3)
+    stats.load_seconds[model] = round(seconds, 3)
+    stats.metrics.model_loaded(model, seconds)
     return LoadedPipeline(model, pipeline, stats)
 
 
@@ -95,12 +114,19 @@ def run_generation(
     cancel: threading.Event,
 ) -> GeneratedVideo:
     """Generate, reporting every step through ``emit(step, total)``; stop within one step of ``cancel``."""
+    metrics = loaded._stats.metrics
+    last = time.perf_counter()
 
     def on_step(step: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        metrics.step_done(loaded.model, now - last)  # the interval since the previous step ended
+        last = now
         record.steps_done = step
         emit(step, total)
 
     record.started = time.time()
+    last = time.perf_counter()
     try:
         video = generate_frames(loaded.pipeline, params, on_step=on_step, should_cancel=cancel.is_set)
     except JobCanceledError:
