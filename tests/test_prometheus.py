@@ -2,7 +2,10 @@
 
 One ``videogen serve-api`` over a fresh database and one ``prometheus`` process (Debian's package;
 scripts/bootstrap.sh installs it; a missing binary fails this module, it never skips) scraping the API's
-``/metrics`` every second under the job name the alert rules use (``videogen-api``), with a copy of
+``/metrics`` every second under the job name the alert rules use (``videogen-api``), and the session's
+Serve app (the ``serve_app`` fixture: ``videogen serve-models``, one CPU replica) under
+``videogen-generation``, in which generations of the three tiny models run (model loads, denoising
+steps), with a copy of
 k8s/monitoring/rules.yaml evaluated every second, whose ``for:`` durations only are shortened (same
 expressions, asserted). Real traffic goes through the API (submissions, a 404, a readiness 503), and
 rows in every status are written into ``jobs``. Then:
@@ -43,9 +46,11 @@ from api.app import known_revisions
 from tests.api.conftest import Account, ApiServer, make_account, start_api
 from tests.api.test_jobs_api import TINY
 from tests.conftest import create_database, free_port
+from tests.serving.test_serving import TINY as SERVE_TINY
 from tests.waiting import wait_until
 from videogen.db.schema import jobs
 from videogen.devtools.processes import start_in_new_session, stop_session
+from videogen.generation.remote import RemoteGenerator
 from videogen.kpi.tables import TABLES as KPI_TABLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,16 +58,21 @@ MONITORING = REPO / "k8s" / "monitoring"
 RULES = MONITORING / "rules.yaml"
 DASHBOARDS = sorted((MONITORING / "dashboards").glob("*.json"))
 JOB = "videogen-api"  # the job label of the API's targets: APIDown reads up{job="videogen-api"}
+GENERATION_JOB = "videogen-generation"  # the Serve replica's GET /metrics (the PodMonitor's job in Kubernetes)
 # Every alert's `for:` in the copy Prometheus loads. The real ones (2m to 30m) cannot be waited out in
 # a test of about a minute; 5 s is long enough to see the alert pending (rules are evaluated every
 # second here) before it fires. Only `for:` changes: the expressions are asserted equal to rules.yaml's.
 TEST_FOR = "5s"
 # Grafana's variables, should a panel use them, replaced by what Grafana would put there.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-# Dashboard expressions that cannot return data in this setup, with the reason. Every metric the
-# dashboards read is exported by the API or by the platform collector, so the list is empty; keep it
-# as short as possible.
-NO_DATA_HERE: dict[str, str] = {}
+# Dashboard expressions that cannot return data in this setup, with the reason; keep it as short as
+# possible. Every other metric the dashboards read is exported by the API, the platform collector or
+# the Serve replica scraped here.
+CPU_REPLICA = "the test's Serve replica runs on the CPU: the GPU memory gauges exist only on a replica that initialized CUDA"
+NO_DATA_HERE: dict[str, str] = {
+    "max by (instance, device) (videogen_generation_gpu_memory_bytes)": CPU_REPLICA,
+    "max by (instance, device) (videogen_generation_gpu_memory_peak_bytes)": CPU_REPLICA,
+}
 # The stated requirement: GET /metrics answers in under 100 ms with 10,000 rows in jobs (cached collector).
 METRICS_BUDGET_S = 0.100
 
@@ -75,6 +85,7 @@ class Stack:
     api: ApiServer
     prometheus: str  # Prometheus's base URL
     prometheus_log: Path
+    serve: str  # the Serve app's base URL
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The result of an instant query (a vector's samples); AssertionError with Prometheus's error."""
@@ -124,7 +135,7 @@ def rule_exprs(path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
+def stack(admin_url: str, serve_app: dict[str, Any], tmp_path_factory) -> Iterator[Stack]:
     binary = prometheus_binary()
     work = tmp_path_factory.mktemp("prometheus")
     database_url = create_database(admin_url)
@@ -139,7 +150,11 @@ def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(rules)],
             "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics",
-                                "static_configs": [{"targets": [api_url.removeprefix("http://")]}]}],
+                                "static_configs": [{"targets": [api_url.removeprefix("http://")]}]},
+                               # A scrape while the replica generates waits for its one request slot and
+                               # times out (up 0 for that second); the ones between generations answer.
+                               {"job_name": GENERATION_JOB, "metrics_path": "/metrics",
+                                "static_configs": [{"targets": [serve_app["url"].removeprefix("http://")]}]}],
         }
         (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
@@ -149,7 +164,7 @@ def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
                 [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
                  f"--web.listen-address=127.0.0.1:{port}"], log=out, cwd=work)
         stack = Stack(ApiServer(api_url, database_url, engine, secret, api_log, work / "api"),
-                      f"http://127.0.0.1:{port}", log)
+                      f"http://127.0.0.1:{port}", log, serve_app["url"])
 
         def ready() -> bool:
             if prometheus_process.poll() is not None:
@@ -161,6 +176,8 @@ def stack(admin_url: str, tmp_path_factory) -> Iterator[Stack]:
 
         wait_until(ready, 30, "Prometheus to be ready", poll_s=0.2)
         wait_until(lambda: stack.query(f'up{{job="{JOB}"}} == 1'), 30, "Prometheus to scrape the API", poll_s=0.2)
+        wait_until(lambda: stack.query(f'videogen_generation_requests_in_flight{{job="{GENERATION_JOB}"}}'), 30,
+                   "Prometheus to scrape the Serve replica", poll_s=0.2)
         yield stack
     finally:
         if prometheus_process is not None:
@@ -215,6 +232,27 @@ def http_traffic(stack: Stack, accounts: list[Account], *, submissions: int) -> 
     assert httpx.get(stack.api.url + "/ready", timeout=10).status_code == 200
 
 
+def generation_traffic(stack: Stack) -> None:
+    """Generations through the Serve app's HTTP API (POST /generate, as the Dagster op makes them): the
+    three tiny models in turn on a replica that keeps two, so at least one model is loaded while
+    Prometheus watches; then wait until Prometheus scraped the replica's counters after them."""
+    generator = RemoteGenerator(stack.serve)
+    for model in ("tiny", "tiny-b", "tiny-c"):
+        generator.generate(model, SERVE_TINY)
+
+    def replica_totals() -> tuple[float, float]:
+        text = httpx.get(stack.serve + "/metrics", timeout=60).text
+        return tuple(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+                     for name in ("videogen_generation_denoising_steps_total", "videogen_generation_model_loads_total"))
+
+    def scraped() -> tuple[float, ...]:
+        return tuple(sum(float(s["value"][1]) for s in stack.query(f'{name}{{job="{GENERATION_JOB}"}}'))
+                     for name in ("videogen_generation_denoising_steps_total", "videogen_generation_model_loads_total"))
+
+    expected = replica_totals()
+    wait_until(lambda: scraped() == expected, 30, "Prometheus to scrape the replica after the generations", poll_s=0.25)
+
+
 def table_counts(engine: sa.Engine) -> dict[tuple[str, str], int]:
     with engine.connect() as conn:
         return {(row.status, row.model): row.n for row in conn.execute(
@@ -254,6 +292,7 @@ def traffic(stack: Stack) -> Stack:
                 values["model"] = "tiny"
             conn.execute(table.insert().values(**values))
     wait_scraped(stack, "first round")
+    generation_traffic(stack)
     http_traffic(stack, accounts, submissions=1)
     insert_jobs(engine, finished_rows(2))
     wait_scraped(stack, "second round")

@@ -97,10 +97,11 @@ class GenerationMetrics:
         self._server = None
 
     def declare_models(self, models: Iterable[str]) -> None:
-        """Create the series of every registered model at 0, so that rate() has a start point before
-        the first load or request of a model."""
+        """Create the series of every registered model at 0, so that rate() and the load-time quantile
+        have a start point before the first load or request of a model."""
         for model in models:
             self.model_loads.labels(model)
+            self.load_seconds.labels(model)
             self.steps.labels(model)
             self.denoising_seconds.labels(model)
             for outcome in OUTCOMES:
