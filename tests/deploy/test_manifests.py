@@ -64,6 +64,7 @@ def test_the_expected_manifests_exist():
         "monitoring/grafana-dashboards.yaml",
         "monitoring/prometheusrule.yaml",
         "monitoring/servicemonitor.yaml",
+        "monitoring/podmonitor.yaml",
     ):
         assert expected in names
 
@@ -71,8 +72,8 @@ def test_the_expected_manifests_exist():
 def test_only_known_custom_resources_skip_the_kubernetes_schemas():
     custom = [doc for path in MANIFESTS for doc in load_documents(path) if _is_custom_resource(doc)]
     assert sorted((d["apiVersion"], d["kind"]) for d in custom) == [
-        ("monitoring.coreos.com/v1", "PrometheusRule"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
-        ("ray.io/v1", "RayService")]
+        ("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"), ("ray.io/v1", "RayService")]
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

@@ -9,7 +9,8 @@
 - every metric name used by the rules and the dashboards is one the code exports (the API's metrics
   and the platform collector's families, listed in-process over a real PostgreSQL database);
 - the generated PrometheusRule and dashboards ConfigMap are in sync with their sources, the
-  ServiceMonitor scrapes the API's Service, every runbook link points at a section of the doc.
+  ServiceMonitor scrapes the API's Service, the PodMonitor the port on which every Ray GPU worker's
+  generation replica serves its metrics, every runbook link points at a section of the doc.
 
 The tools come from Debian's ``prometheus`` and ``prometheus-alertmanager`` packages (installed by
 scripts/bootstrap.sh); a missing tool fails these tests, it does not skip them.
@@ -38,7 +39,7 @@ OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 RUNBOOK_PREFIX = "https://git.example.com/videogen/videogen/-/blob/main/docs/operations.md#"
 EXPECTED_ALERTS = {
     "APIDown", "APIHighErrorRate", "WorkerQueueBacklog", "StorageUsageThreshold", "GenerationErrorRate",
-    "GenerationP95TooSlow", "JobStuckWithoutHeartbeat", "DagsterDaemonDown", "KpiAssetCheckFailed", "KpiTableStale",
+    "GenerationP95TooSlow", "GenerationModelThrashing", "JobStuckWithoutHeartbeat", "DagsterDaemonDown", "KpiAssetCheckFailed", "KpiTableStale",
 }
 # Series Prometheus itself makes for every target.
 PROMETHEUS_SERIES = {"up"}
@@ -280,6 +281,26 @@ def test_servicemonitor_scrapes_the_api_service():
     assert 'up{job="' + service["metadata"]["name"] + '"}' in RULES.read_text()
 
 
+def test_podmonitor_scrapes_the_replica_metrics_port_of_every_gpu_worker():
+    from tests.deploy.test_api import selects
+    from tests.deploy.test_rayservice import application, gpu_group, head_template, ray_container, rayservice
+
+    [monitor] = load_documents(MONITORING / "podmonitor.yaml")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [rayservice()["metadata"]["namespace"]]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    worker = gpu_group()["template"]
+    assert selects(selector, worker["metadata"]["labels"])
+    assert not selects(selector, head_template()["metadata"]["labels"])  # the head runs no replica
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    ports = {p["name"]: p["containerPort"] for p in ray_container(worker)["ports"]}
+    # The named port is the one on which build_app's replicas serve their registry.
+    assert ports[endpoint["port"]] == application()["args"]["metrics_port"] != ports["serve"]
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+
+
 # --- metric names -------------------------------------------------------------------------------
 
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
@@ -311,23 +332,29 @@ def test_metric_name_extraction():
 
 
 def exported_series_names(engine) -> set[str]:
-    """Every series name GET /metrics can carry: the API's metrics and the platform collector's
-    families (collected over a real, migrated database), by family type."""
+    """Every series name a scrape can carry: the API's metrics and the platform collector's families
+    (collected over a real, migrated database), a generation replica's metrics (its own registry; the
+    GPU memory gauges only exist on a replica that initialized CUDA), by family type."""
     from prometheus_client import REGISTRY
 
     import api.metrics  # noqa: F401  (registers the API's metrics in the default registry)
+    from videogen.generation.metrics import GPU_MEMORY_BYTES, GPU_MEMORY_PEAK_BYTES, GenerationMetrics
     from videogen.metrics.platform import PlatformCollector
 
     families = [f for f in REGISTRY.collect() if f.name.startswith("videogen_")]
     families += list(PlatformCollector(engine, heartbeat_timeout_s=60, cache_s=0).collect())
+    families += [f for f in GenerationMetrics().registry.collect()]
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
-    return {family.name + suffix for family in families for suffix in suffixes[family.type]}
+    return {family.name + suffix for family in families for suffix in suffixes[family.type]} | {
+        GPU_MEMORY_BYTES, GPU_MEMORY_PEAK_BYTES}
 
 
 def test_every_metric_used_by_rules_and_dashboards_is_exported(engine):
     exported = exported_series_names(engine)
     assert {"videogen_api_requests_total", "videogen_jobs", "videogen_generation_duration_seconds_bucket",
-            "videogen_bucket_used_bytes", "videogen_kpi_table_last_computed_timestamp_seconds"} <= exported
+            "videogen_bucket_used_bytes", "videogen_kpi_table_last_computed_timestamp_seconds",
+            "videogen_generation_denoising_steps_total", "videogen_generation_model_load_seconds_bucket",
+            "videogen_generation_requests_in_flight"} <= exported
     recorded = {rule["record"] for group in rule_groups() for rule in group["rules"] if "record" in rule}
     known = exported | recorded | PROMETHEUS_SERIES
     used = {("rules.yaml", rule.get("alert") or rule["record"], name)
