@@ -6,9 +6,15 @@ Only `defs` may be a Definitions object at module scope (Dagster refuses two), h
 imports rather than name imports.
 """
 
+import warnings
+
 import dagster as dg
 
-import assets.kpi
-import pipelines.definitions
+# We use beta parameters (asset and sensor `owners`) knowingly: their warning, printed by every
+# process that loads this module, would be the only lines of those processes' logs that are not JSON.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+import assets.kpi  # noqa: E402 - after the filter: the warnings come from these imports
+import pipelines.definitions  # noqa: E402
 
 defs = dg.Definitions.merge(pipelines.definitions.generation_defs(), assets.kpi.kpi_defs)

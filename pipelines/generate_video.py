@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+from pipelines.json_logger import json_console_logger
 from pipelines.partitions import video_jobs_partitions
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
@@ -26,11 +27,15 @@ from videogen import stages
 from videogen.deploy.profile import load_profile
 from videogen.errors import JobCanceledError, TransientError, ValidationError, VideogenError
 from videogen.heartbeat import JobHeartbeat
+from videogen.logs import bind
 
 T = TypeVar("T")
 
 def _job_id(context: dg.OpExecutionContext) -> int:
-    return int(context.partition_key)
+    job_id = int(context.partition_key)
+    # Every later log line of this op (ours, the libraries', Dagster's) carries the job and the run.
+    bind(job_id=job_id, run_id=context.run_id)
+    return job_id
 
 
 def _with_transient_retries(
@@ -71,6 +76,7 @@ def _run_stage(
     work: Callable[[JobHeartbeat], T],
 ) -> T:
     """Record the stage in the audit trail, keep the job's heartbeat going, retry transient failures."""
+    bind(job_id=job_id, run_id=context.run_id)
     jobs.store().runs.record_event(job_id, stage=stage, run_id=context.run_id, message=message)
     heartbeat = jobs.keep_alive(job_id, context.run_id)
     return _with_transient_retries(context, jobs, job_id, stage, lambda: work(heartbeat))
@@ -187,6 +193,9 @@ def generation_executor() -> dg.ExecutorDefinition:
     # Transient failures are retried inside the run (per op) and dead workers by the reconciliation
     # sensor, so Dagster's whole-run retries stay off for this job.
     tags={"dagster/max_retries": "0", "team": "ml-platform"},
+    logger_defs={"console": json_console_logger},
+    # Named in the run config so that it replaces Dagster's default console logger in every run.
+    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
 )
 def generate_video() -> None:
     validated = validate_prompt()

@@ -12,6 +12,7 @@ import dagster as dg
 
 from resources.jobs import JobsResource
 from videogen.lifecycle import JobStore
+from sensors.log import log
 
 ACTIVE_RUN_STATUSES = {
     dg.DagsterRunStatus.QUEUED,
@@ -92,5 +93,5 @@ def job_reconciliation_sensor(context: dg.SensorEvaluationContext, jobs: JobsRes
     )
     summary = f"stopped {stopped} canceled run(s); recovered {len(actions)} job(s): {actions}"
     if stopped or actions:
-        context.log.info(summary)
+        log.info(summary, extra={"sensor": "job_reconciliation_sensor"})
     return dg.SkipReason(summary)

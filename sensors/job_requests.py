@@ -26,6 +26,7 @@ from resources.jobs import JobsResource
 from videogen.deploy.k8s import run_tags_for_job
 from videogen.deploy.profile import load_profile
 from videogen.lifecycle import JobStore, run_key
+from sensors.log import log
 
 JOB_ID_TAG = "videogen/job_id"
 
@@ -104,10 +105,11 @@ def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource)
     last_written = int(context.cursor) if (context.cursor or "").isdigit() else None
     written = pin_pool_limit(context.instance, GENERATION_POOL, last_written)
     if written != last_written and written is not None:
-        context.log.info(f"pool {GENERATION_POOL}: limit {written}")
+        log.info(f"pool {GENERATION_POOL}: limit {written}", extra={"sensor": "pending_jobs_sensor"})
     result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size)
-    if result.run_requests:
-        context.log.info(f"requesting {len(result.run_requests)} run(s)")
+    for request in result.run_requests:
+        log.info("requesting a run", extra={"sensor": "pending_jobs_sensor", "job_id": int(request.partition_key),
+                                            "run_key": request.run_key})
     return dg.SensorResult(run_requests=result.run_requests,
                            dynamic_partitions_requests=result.dynamic_partitions_requests,
                            cursor=str(written) if written is not None else None)

@@ -8,6 +8,7 @@ import dagster as dg
 from resources.jobs import JobsResource
 from videogen.config import load_settings
 from videogen.webhooks import deliver_due
+from sensors.log import log
 
 
 @dg.sensor(
@@ -19,6 +20,6 @@ def webhook_deliveries_sensor(context: dg.SensorEvaluationContext, jobs: JobsRes
     settings = load_settings(os.environ)
     results = deliver_due(jobs.store().engine, allow_private=settings.webhook_allow_private)
     for result in results:
-        context.log.info(f"webhook delivery {result.delivery_id} attempt {result.attempt}: {result.state}"
-                         + (f" ({result.error})" if result.error else ""))
+        log.info(f"webhook delivery {result.delivery_id} attempt {result.attempt}: {result.state}"
+                 + (f" ({result.error})" if result.error else ""), extra={"sensor": "webhook_deliveries_sensor"})
     return dg.SkipReason(f"{len(results)} webhook attempt(s)" if results else "no webhook due")

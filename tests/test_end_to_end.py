@@ -52,7 +52,7 @@ def running_daemon(env: dict[str, str], log_path: Path):
     in it); stopped, with every process of that session, on the way out."""
     log = open(log_path, "wb")
     daemon = start_in_new_session(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(REPO / "workspace.yaml")],
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "--log-format", "json", "-w", str(REPO / "workspace.yaml")],
         log=log, cwd=REPO, env=env,
     )
     try:
@@ -212,3 +212,31 @@ def test_an_api_submission_becomes_a_video_a_signed_webhook_and_a_closed_stream(
         assert json.loads(sent["body"])["event"] == "job.succeeded" and len(receiver.received) == 1
     finally:
         stop_session(process, grace_s=20)
+    assert_logs_follow_the_job(log, platform["log"], job_id, row["run_id"], secrets=(key, secret))
+
+
+def json_lines(path: Path) -> tuple[list[dict], list[str]]:
+    parsed, other = [], []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            other.append(line)
+    return parsed, other
+
+
+def assert_logs_follow_the_job(api_log: Path, daemon_log: Path, job_id: int, run_id: str, secrets) -> None:
+    """One JSON object per line from the API, the daemon, the sensors and the run (its ops); the job's
+    story found by its id in each; no secret in any of them."""
+    api_lines, api_other = json_lines(api_log)
+    daemon_lines, daemon_other = json_lines(daemon_log)
+    assert api_other == [] and daemon_other == [], (api_other[:5], daemon_other[:5])
+    assert any(e.get("message") == "job submitted" and e.get("job_id") == job_id for e in api_lines)
+    assert any(e.get("logger") == "videogen.sensors" and e.get("job_id") == job_id for e in daemon_lines)
+    from_run = [e for e in daemon_lines if e.get("service") == "dagster-run"]
+    assert from_run and all(e.get("run_id") == run_id and e.get("job_id") == job_id for e in from_run)
+    assert any("denoising step" in e["message"] for e in from_run)
+    assert any(e.get("logger") == "dagster.daemon.SensorDaemon" for e in daemon_lines)  # the daemon's own
+    text = api_log.read_text(errors="replace") + daemon_log.read_text(errors="replace")
+    for secret in secrets:
+        assert secret not in text

@@ -242,7 +242,10 @@ def cmd_serve_api(args: argparse.Namespace, settings) -> int:
         import tempfile
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="videogen-api-metrics-")
+    from videogen.logs import uvicorn_log_config
+
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                log_config=uvicorn_log_config("api"),
                 log_level="info", proxy_headers=True, timeout_graceful_shutdown=10)
     return EXIT_OK
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -32,6 +33,7 @@ from videogen.validation import validate_request
 from videogen.webhooks import check_callback_url
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+logger = logging.getLogger("videogen.api.jobs")
 
 MAX_IDEMPOTENCY_KEY = 200
 STREAM_POLL_S = 0.2
@@ -107,8 +109,12 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
                          **body.model_dump())
     submission = ctx.store.submissions.submit(request, registry=ctx.registry, account=ctx.account_limits)
     if submission.status == "rejected":
+        logger.info("job rejected: %s", submission.error_code,
+                    extra={"job_id": submission.job_id, "user_id": principal.user_id})
         return JSONResponse(error_body(submission.error_code or "invalid_request", submission.error_message or "",
                                        job_id=submission.job_id), status_code=422)
+    logger.info("job submitted" if submission.created else "job resubmitted with the same Idempotency-Key",
+                extra={"job_id": submission.job_id, "user_id": principal.user_id})
     out = job_out(ctx, *ctx.store.pages.with_queue_position(submission.job_id))
     return out if submission.created else JSONResponse(out.model_dump(mode="json"), status_code=200)
 
@@ -177,6 +183,7 @@ def cancel(job_id: int, principal: Caller, ctx: Context) -> JobOut:
     visible_job(ctx, principal, job_id)
     require_write(principal)
     ctx.store.operator.cancel(job_id)
+    logger.info("job canceled", extra={"job_id": job_id, "user_id": principal.user_id})
     return job_out(ctx, ctx.store.reads.get(job_id))
 
 
@@ -186,6 +193,7 @@ def retry(job_id: int, principal: Caller, ctx: Context) -> JobOut:
     visible_job(ctx, principal, job_id)
     require_write(principal)
     ctx.store.operator.retry(job_id, account=ctx.account_limits)
+    logger.info("job resubmitted (retry)", extra={"job_id": job_id, "user_id": principal.user_id})
     return job_out(ctx, *ctx.store.pages.with_queue_position(job_id))
 
 

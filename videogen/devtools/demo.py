@@ -45,7 +45,7 @@ def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = N
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return start_in_new_session(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(repo_root / "workspace.yaml")],
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "--log-format", "json", "-w", str(repo_root / "workspace.yaml")],
             log=log, cwd=repo_root, env=env,
         )
 
