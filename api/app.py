@@ -52,7 +52,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.head_revision, app.state.known_revisions = known_revisions()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
-    app.add_middleware(RequestMetrics)
+    if ctx.settings.api_request_metrics:
+        app.add_middleware(RequestMetrics)
     app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
     app.include_router(accounts.router)
     app.include_router(session.router)

@@ -243,13 +243,14 @@ class Service:
 
 
 @contextlib.contextmanager
-def api_server(app_url: str, work: Path, workers: int) -> Iterator[Service]:
+def api_server(app_url: str, work: Path, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Service]:
     from tests.conftest import free_port
 
     port = free_port()
-    log = work / "serve-api.log"
+    log = work / f"serve-api-{port}.log"
     env = {**base_env(work), "DATABASE_URL": app_url, "VIDEOGEN_API_JWT_SECRET": secrets.token_hex(32),
-           "VIDEOGEN_API_RATE_LIMIT_PER_S": LIMIT_ABOVE_LOAD, "VIDEOGEN_API_MAX_ACTIVE_JOBS": LIMIT_ABOVE_LOAD}
+           "VIDEOGEN_API_RATE_LIMIT_PER_S": LIMIT_ABOVE_LOAD, "VIDEOGEN_API_MAX_ACTIVE_JOBS": LIMIT_ABOVE_LOAD,
+           **(extra_env or {})}
     with open(log, "wb") as out:
         process = start_in_new_session([sys.executable, "-m", "videogen.cli", "serve-api", "--port", str(port),
                                         "--workers", str(workers)], log=out, cwd=REPO, env=env)

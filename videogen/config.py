@@ -229,6 +229,8 @@ class Settings(BaseSettings):
                                           "client address (and log-ins per email) per minute", default=10, ge=1)
     api_max_active_jobs: int = _var("VIDEOGEN_API_MAX_ACTIVE_JOBS", "pending, queued or running jobs a user may "
                                     "have at once through the API", default=20, ge=1)
+    api_request_metrics: bool = _var("VIDEOGEN_API_REQUEST_METRICS", "count and time every API request for "
+                                     "/metrics (0 turns the middleware off, to measure what it costs)", default=True)
     webhook_allow_private: bool = _var("VIDEOGEN_WEBHOOK_ALLOW_PRIVATE", "let callback URLs reach loopback, "
                                        "link-local and private addresses (a test or on-premises setup)",
                                        default=False)

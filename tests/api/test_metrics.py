@@ -73,3 +73,17 @@ def test_platform_metrics_equal_the_jobs_table(api, user):
     metrics = samples(api.url)
     assert value(metrics, "videogen_jobs_oldest_pending_age_seconds") >= 0
     assert ("videogen_credits_consumed_total", ()) in metrics and ("videogen_gpu_seconds_total", ()) in metrics
+
+
+def test_request_metrics_can_be_turned_off_and_platform_metrics_stay(api, user, tmp_path):
+    from tests.api.conftest import another_api
+
+    with another_api(api, tmp_path, VIDEOGEN_API_REQUEST_METRICS="0") as url, \
+            httpx.Client(base_url=url, headers=user.headers, timeout=30) as http:
+        assert http.get("/api/v1/me").status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
+    # Declared (so dashboards keep their series names) but never counted.
+    assert families["videogen_api_requests"].samples == []
+    assert families["videogen_api_request_duration_seconds"].samples == []
+    assert [s.value for s in families["videogen_api_requests_in_flight"].samples] == [0.0]
+    assert families["videogen_jobs"].samples
