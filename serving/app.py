@@ -55,7 +55,10 @@ class GenerateBody(BaseModel):
     request_id: str = ""
 
 
-@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=1, health_check_period_s=5)
+# JSON log lines like every videogen process; each request's lines carry its request_id, which
+# generate_frames sets to job-<job id>-run-<run id> (X-Request-ID).
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=1, health_check_period_s=5,
+                  logging_config={"encoding": "JSON"})
 @serve.ingress(api)
 class TextToVideo:
     def __init__(self, *, model_cache: str, registry_path: str, device: str, cpu_offload: bool, vae_tiling: bool,

@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     from serving.app import APP_NAME, build_app
 
     # address="local": always a new instance of our own, never one that another program started.
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
-             object_store_memory=256 * 1024**2, log_to_driver=False, namespace=APP_NAME)
+    ray_context = ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False,
+                           object_store_memory=256 * 1024**2, log_to_driver=False, namespace=APP_NAME)
     # ray.init replaces the SIGTERM handler with its own (sys.exit, and a native crash handler that
     # then kills the process half-way through the shutdown below): take it back.
     stop_on_signals()
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build_app(), name=APP_NAME, route_prefix="/", blocking=False)
         wait_until_healthy(url, READY_TIMEOUT_S)
+        # Where the replicas' logs are (JSON lines, one file per replica under serve/).
+        print(f"ray logs {Path(ray_context.address_info['session_dir']) / 'logs'}", flush=True)
         print(f"ready {url}", flush=True)
         while not stop.wait(0.5):
             pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -87,7 +88,9 @@ class RemoteGenerator:
         started = time.perf_counter()
         try:
             response = requests.post(url, json=body, stream=True, timeout=(self.connect_timeout_s, self.read_timeout_s),
-                                     headers={MODEL_HEADER: model, REQUEST_ID_HEADER: request_id})
+                                     # X-Request-ID: Ray Serve's request id, on every log line of the request.
+                                     headers={MODEL_HEADER: model, REQUEST_ID_HEADER: request_id,
+                                              "X-Request-ID": request_id or uuid.uuid4().hex})
         except requests.RequestException as exc:
             raise GenerationUnavailableError(f"cannot reach the generation service at {self.base_url}: {exc}") from None
         canceled = threading.Event()
