@@ -88,3 +88,38 @@ def test_sensor_dispatch_and_kpi_reconciliation_come_from_the_tables(engine):
     assert 600 <= metrics[("videogen_jobs_oldest_due_pending_age_seconds", ())] < 700
     assert metrics[("videogen_jobs_last_queued_timestamp_seconds", ())] == queued.timestamp()
     assert metrics[("videogen_kpi_unreconciled_days", ())] == 1
+
+
+def test_queue_wait_and_stage_durations_come_from_the_jobs_and_their_audit_trail(engine):
+    from videogen.db.schema import job_events
+    from videogen.metrics.platform import QUEUE_WAIT_BUCKETS, STAGE_BUCKETS
+
+    t0 = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        done = conn.execute(jobs.insert().values(
+            user_id="u1", prompt="a cat", model="tiny", status="succeeded", created_at=t0,
+            started_at=t0 + timedelta(seconds=7), finished_at=t0 + timedelta(seconds=20)).returning(jobs.c.id)).scalar_one()
+        # Its trail: generate 4 s (retried once: the last attempt counts), encode 0.75 s, upload 2 s.
+        for stage, at in (("submit", 0), ("validate", 7), ("generate", 8), ("generate", 9), ("encode", 13),
+                          ("upload", 13.75), ("done", 15.75)):
+            conn.execute(job_events.insert().values(job_id=done, status="running", stage=stage,
+                                                    created_at=t0 + timedelta(seconds=at)))
+        add_job(conn, status="failed", model="tiny", created_at=t0, started_at=t0 + timedelta(seconds=100))
+        add_job(conn, status="running", model="tiny", created_at=t0, started_at=t0 + timedelta(seconds=1))  # not final
+    metrics = exposed(engine)
+
+    def bucket(name: str, le: float, **labels) -> float:
+        return metrics[(f"{name}_bucket", tuple(sorted({**labels, "le": str(le)}.items())))]
+
+    assert metrics[("videogen_jobs_queue_wait_seconds_count", (("model", "tiny"),))] == 2
+    assert metrics[("videogen_jobs_queue_wait_seconds_sum", (("model", "tiny"),))] == 107
+    assert bucket("videogen_jobs_queue_wait_seconds", 10.0, model="tiny") == 1
+    assert bucket("videogen_jobs_queue_wait_seconds", 120.0, model="tiny") == 2
+    assert 10.0 in QUEUE_WAIT_BUCKETS and 120.0 in QUEUE_WAIT_BUCKETS
+    for stage, seconds in (("generate", 4.0), ("encode", 0.75), ("upload", 2.0)):
+        labels = (("model", "tiny"), ("stage", stage))
+        assert metrics[("videogen_stage_duration_seconds_count", labels)] == 1
+        assert metrics[("videogen_stage_duration_seconds_sum", labels)] == seconds
+        first_bound = next(b for b in STAGE_BUCKETS if b >= seconds)
+        assert bucket("videogen_stage_duration_seconds", first_bound, model="tiny", stage=stage) == 1
+    assert not [k for k in metrics if k[0].startswith("videogen_stage") and ("stage", "validate") in k[1]]

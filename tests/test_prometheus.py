@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from tests.api.test_jobs_api import TINY
 from tests.conftest import create_database, free_port
 from tests.serving.test_serving import TINY as SERVE_TINY
 from tests.waiting import wait_until
-from videogen.db.schema import jobs
+from videogen.db.schema import job_events, jobs
 from videogen.devtools.processes import start_in_new_session, stop_session
 from videogen.generation.remote import RemoteGenerator
 from videogen.kpi.tables import TABLES as KPI_TABLES
@@ -190,9 +190,17 @@ def stack(admin_url: str, serve_app: dict[str, Any], tmp_path_factory) -> Iterat
 
 
 def insert_jobs(engine: sa.Engine, rows: list[dict[str, Any]]) -> list[int]:
+    """The rows, and for the succeeded ones the audit trail of a run (the stage-time histogram's source)."""
     with engine.begin() as conn:
-        return [conn.execute(jobs.insert().values(user_id="prometheus-test", prompt="a lighthouse at dusk", **row)
-                             .returning(jobs.c.id)).scalar_one() for row in rows]
+        ids = [conn.execute(jobs.insert().values(user_id="prometheus-test", prompt="a lighthouse at dusk", **row)
+                            .returning(jobs.c.id)).scalar_one() for row in rows]
+        start = datetime.now(UTC)
+        trail = [{"job_id": job_id, "status": "running", "stage": stage, "created_at": start + timedelta(seconds=at)}
+                 for job_id, row in zip(ids, rows) if row.get("status") == "succeeded"
+                 for stage, at in (("generate", 0.0), ("encode", 1.5), ("upload", 1.8), ("done", 2.1))]
+        if trail:
+            conn.execute(job_events.insert(), trail)
+    return ids
 
 
 def finished_rows(n: int) -> list[dict[str, Any]]:

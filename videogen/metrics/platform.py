@@ -25,6 +25,31 @@ from videogen.kpi.tables import KPI_DAILY, KPI_DAILY_BY_MODEL
 # the production models minutes.
 GENERATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0)
 KPI_TABLES = (KPI_DAILY, KPI_DAILY_BY_MODEL)
+# Upper bounds (seconds) of the queue-wait histogram (created → started) and of the per-stage one.
+QUEUE_WAIT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+STAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+TIMED_STAGES = ("generate", "encode", "upload")
+
+# Each timed stage of a succeeded job lasts from its audit event to the job's next event; a stage
+# retried after a failure counts once, its last attempt.
+STAGE_SECONDS_SQL = f"""
+WITH ordered AS (
+    SELECT e.job_id, e.stage, e.created_at,
+           lead(e.created_at) OVER (PARTITION BY e.job_id ORDER BY e.id) AS next_at
+    FROM job_events e JOIN jobs j ON j.id = e.job_id
+    WHERE j.status = 'succeeded'
+), last_attempt AS (
+    SELECT DISTINCT ON (job_id, stage) job_id, stage, extract(epoch FROM next_at - created_at) AS seconds
+    FROM ordered
+    WHERE stage IN ({", ".join(f"'{stage}'" for stage in TIMED_STAGES)}) AND next_at IS NOT NULL
+    ORDER BY job_id, stage, created_at DESC
+)
+SELECT j.model, l.stage,
+       {", ".join(f"count(*) FILTER (WHERE l.seconds <= {bound})" for bound in STAGE_BUCKETS)},
+       count(*), sum(l.seconds)
+FROM last_attempt l JOIN jobs j ON j.id = l.job_id
+GROUP BY j.model, l.stage
+"""
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,10 @@ class PlatformSnapshot:
     # Past days (of the last 7) whose kpi_spark_daily.total_jobs differs from count(*) of jobs that
     # day although the row was computed after the day ended: the KPI reconciliation check's rule.
     kpi_unreconciled_days: int = 0
+    # model -> (cumulative counts per QUEUE_WAIT_BUCKETS bound, count, sum) over finished jobs that ran.
+    queue_wait_seconds: dict[str, tuple[tuple[int, ...], int, float]] = field(default_factory=dict)
+    # (model, stage) -> (cumulative counts per STAGE_BUCKETS bound, count, sum) over succeeded jobs.
+    stage_seconds: dict[tuple[str, str], tuple[tuple[int, ...], int, float]] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
     query_seconds: float = 0.0
 
@@ -95,6 +124,15 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformS
                         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.func.now()))),
             sa.func.extract("epoch", sa.func.max(jobs.c.queued_at)))).one()
         unreconciled = conn.execute(sa.text(UNRECONCILED_DAYS_SQL)).scalar_one()
+        # Finished jobs only: a requeued job's started_at moves, a finished one's does not.
+        wait = sa.func.extract("epoch", jobs.c.started_at - jobs.c.created_at)
+        queue_wait = {row[0]: (tuple(row[1:-2]), row[-2], float(row[-1] or 0.0)) for row in conn.execute(
+            sa.select(jobs.c.model, *[sa.func.count().filter(wait <= bound) for bound in QUEUE_WAIT_BUCKETS],
+                      sa.func.count(), sa.func.sum(wait))
+            .where(jobs.c.status.in_(("succeeded", "failed")), jobs.c.started_at.is_not(None))
+            .group_by(jobs.c.model))}
+        stage_seconds = {(row[0], row[1]): (tuple(row[2:-2]), row[-2], float(row[-1] or 0.0))
+                         for row in conn.execute(sa.text(STAGE_SECONDS_SQL))}
         kpi = {}
         for table in KPI_TABLES:
             newest = conn.execute(sa.text(f"SELECT extract(epoch FROM max(computed_at)) FROM {table}")).scalar()
@@ -107,6 +145,7 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float) -> PlatformS
                             float(gpu), bucket_used_bytes=float(bucket_bytes), generation_seconds=generation,
                             kpi_computed_at=kpi, oldest_due_pending_age_s=float(due_age or 0.0),
                             last_queued_at=float(last_queued or 0.0), kpi_unreconciled_days=int(unreconciled),
+                            queue_wait_seconds=queue_wait, stage_seconds=stage_seconds,
                             query_seconds=time.perf_counter() - started)
 
 
@@ -155,9 +194,22 @@ class PlatformCollector(Collector):
             "videogen_generation_duration_seconds",
             "Generation time (gpu_seconds, all attempts) of succeeded jobs, by model.", labels=["model"])
         for model, (counts, count, total) in sorted(snap.generation_seconds.items()):
-            buckets = [(_le(bound), n) for bound, n in zip(GENERATION_BUCKETS, counts)] + [("+Inf", count)]
-            generation.add_metric([model], buckets, total)
+            generation.add_metric([model], _buckets(GENERATION_BUCKETS, counts, count), total)
         yield generation
+        queue_wait = HistogramMetricFamily(
+            "videogen_jobs_queue_wait_seconds",
+            "Time from submission (created_at) to the start of the run (started_at) of finished jobs, by model.",
+            labels=["model"])
+        for model, (counts, count, total) in sorted(snap.queue_wait_seconds.items()):
+            queue_wait.add_metric([model], _buckets(QUEUE_WAIT_BUCKETS, counts, count), total)
+        yield queue_wait
+        stages = HistogramMetricFamily(
+            "videogen_stage_duration_seconds",
+            "Wall time of the generate, encode and upload stages of succeeded jobs (from the audit trail), "
+            "by model and stage.", labels=["model", "stage"])
+        for (model, stage), (counts, count, total) in sorted(snap.stage_seconds.items()):
+            stages.add_metric([model, stage], _buckets(STAGE_BUCKETS, counts, count), total)
+        yield stages
         kpi = GaugeMetricFamily("videogen_kpi_table_last_computed_timestamp_seconds",
                                 "Unix time of the newest computed_at of a KPI table (its last materialization).",
                                 labels=["table"])
@@ -182,3 +234,7 @@ class PlatformCollector(Collector):
 
 def _le(bound: float) -> str:
     return floatToGoString(bound)
+
+
+def _buckets(bounds: tuple[float, ...], counts: tuple[int, ...], count: int) -> list[tuple[str, int]]:
+    return [(_le(bound), n) for bound, n in zip(bounds, counts)] + [("+Inf", count)]
