@@ -123,3 +123,17 @@ def test_queue_wait_and_stage_durations_come_from_the_jobs_and_their_audit_trail
         first_bound = next(b for b in STAGE_BUCKETS if b >= seconds)
         assert bucket("videogen_stage_duration_seconds", first_bound, model="tiny", stage=stage) == 1
     assert not [k for k in metrics if k[0].startswith("videogen_stage") and ("stage", "validate") in k[1]]
+
+
+def test_the_stage_histogram_is_refreshed_less_often_when_it_costs_more(engine):
+    clock = [0.0]
+    collector = PlatformCollector(engine, heartbeat_timeout_s=60, cache_s=5, stage_cost_factor=100,
+                                  clock=lambda: clock[0])
+    first = collector.snapshot()
+    collector._stage_query_s = 0.5  # as if the audit trails took half a second to scan: next in 50 s
+    clock[0] = 6.0
+    second = collector.snapshot()
+    assert second is not first and second.stage_query_seconds == 0.0  # the rest refreshed, stages kept
+    assert second.stage_seconds == first.stage_seconds
+    clock[0] = 51.0
+    assert collector.snapshot().stage_query_seconds > 0.0  # due again
