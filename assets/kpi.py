@@ -40,6 +40,7 @@ from videogen.kpi.tables import (
     KPI_DAILY,
     KPI_DAILY_BY_MODEL,
     TABLES,
+    record_check_results,
 )
 
 KPI_START_DATE = "2025-01-01"
@@ -241,11 +242,18 @@ def _evaluate(
     for result in results.values():
         if not result.success:
             context.log.warning(result.message())
+    verdicts = []
     for key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
         check_results = [results[rule] for rule in _rules_of(table_name, key.name)]
         for day in days:
-            yield _day_evaluation(table_name, key.name, check_results, day, days)
+            evaluation = _day_evaluation(table_name, key.name, check_results, day, days)
+            verdicts.append({"table_name": table_name, "check_name": key.name, "job_date": day,
+                             "passed": evaluation.passed, "severity": evaluation.severity.value,
+                             "failed_rules": ", ".join(r.rule for r in check_results if not r.passed_on(day))})
+            yield evaluation
         yield dg.Output(None, output_name=checks_def.get_output_name_for_asset_check_key(key))
+    # Also in the application's database: the platform metrics (and their alert) read it from there.
+    record_check_results(postgres.get_engine(), verdicts)
 
 
 @dg.multi_asset_check(name="kpi_spark_daily_quality", specs=_check_specs(KPI_DAILY), can_subset=True)

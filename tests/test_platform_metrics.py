@@ -137,3 +137,24 @@ def test_the_stage_histogram_is_refreshed_less_often_when_it_costs_more(engine):
     assert second.stage_seconds == first.stage_seconds
     clock[0] = 51.0
     assert collector.snapshot().stage_query_seconds > 0.0  # due again
+
+
+def test_kpi_check_failures_per_check_come_from_the_recorded_verdicts(engine):
+    from videogen.kpi.tables import record_check_results
+
+    assert not [k for k in exposed(engine) if k[0] == "videogen_kpi_check_failed_days"]
+    verdict = {"table_name": "kpi_spark_daily", "check_name": "reconciliation", "severity": "ERROR", "failed_rules": ""}
+    record_check_results(engine, [
+        {**verdict, "job_date": date(2026, 1, 1), "passed": True},
+        {**verdict, "job_date": date(2026, 1, 2), "passed": False, "failed_rules": "total_matches_jobs_count"},
+        {**verdict, "job_date": date(2026, 1, 3), "passed": False, "severity": "WARN"},  # a warning: no failure
+        {**verdict, "check_name": "consistency", "job_date": date(2026, 1, 2), "passed": True},
+    ])
+    labels = (("check", "reconciliation"), ("table", "kpi_spark_daily"))
+    assert exposed(engine)[("videogen_kpi_check_failed_days", labels)] == 1
+    assert exposed(engine)[("videogen_kpi_check_failed_days", (("check", "consistency"), ("table", "kpi_spark_daily")))] == 0
+    # A later evaluation of the same day replaces the earlier one: fixed, so no failure any more.
+    record_check_results(engine, [{**verdict, "job_date": date(2026, 1, 2), "passed": True}])
+    metrics = exposed(engine)
+    assert metrics[("videogen_kpi_check_failed_days", labels)] == 0
+    assert metrics[("videogen_kpi_check_last_evaluated_timestamp_seconds", labels)] > 1.7e9

@@ -39,7 +39,7 @@ OPERATIONS_DOC = REPO_ROOT / "docs" / "operations.md"
 RUNBOOK_PREFIX = "https://git.example.com/videogen/videogen/-/blob/main/docs/operations.md#"
 EXPECTED_ALERTS = {
     "APIDown", "APIHighErrorRate", "WorkerQueueBacklog", "StorageUsageThreshold", "GenerationErrorRate",
-    "GenerationP95TooSlow", "GenerationModelThrashing", "JobStuckWithoutHeartbeat", "DagsterDaemonDown", "KpiAssetCheckFailed", "KpiTableStale",
+    "GenerationP95TooSlow", "GenerationModelThrashing", "JobStuckWithoutHeartbeat", "DagsterDaemonDown", "KpiAssetCheckFailed", "KpiCheckFailed", "KpiTableStale",
 }
 # Series Prometheus itself makes for every target.
 PROMETHEUS_SERIES = {"up"}

@@ -185,6 +185,13 @@ def test_a_check_run_on_a_corrupted_partition_fails_and_names_the_rule(spark, da
     gx = broken.metadata["gx_results"].value["success_rate_in_unit_interval"]
     assert gx["expect_column_values_to_be_between(success_rate)"]["unexpected_count"] == 1
     assert evaluations["reconciles_with_jobs"].passed
+    # The verdicts are also in the application's database, for the platform metrics and their alert.
+    with engine.connect() as conn:
+        recorded = {(r.check_name, str(r.job_date)): (r.passed, r.severity, r.failed_rules) for r in conn.execute(
+            sa.text("SELECT * FROM kpi_check_results WHERE table_name = 'kpi_spark_daily'"))}
+    assert recorded[("internally_consistent", str(MIXED))] == (False, "ERROR", "success_rate_in_unit_interval")
+    assert recorded[("reconciles_with_jobs", str(MIXED))] == (True, "ERROR", "")
+    assert all(passed for (check, day), (passed, _, _) in recorded.items() if day != str(MIXED))
 
 
 def test_jobs_arriving_after_the_read_of_an_open_day_only_warn(spark, database_url, engine):

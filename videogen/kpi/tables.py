@@ -138,3 +138,33 @@ kpi_spark_daily_by_model = sa.Table(
 
 TABLES = {KPI_DAILY: kpi_spark_daily, KPI_DAILY_BY_MODEL: kpi_spark_daily_by_model}
 
+
+
+# The latest verdict of each KPI asset check for each day (migration 0005), written by the checks.
+kpi_check_results = sa.Table(
+    "kpi_check_results",
+    metadata,
+    sa.Column("table_name", sa.Text, primary_key=True),
+    sa.Column("check_name", sa.Text, primary_key=True),
+    sa.Column("job_date", sa.Date, primary_key=True),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("failed_rules", sa.Text, nullable=False, server_default=""),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+)
+
+
+def record_check_results(engine: sa.Engine, results: list[dict[str, Any]]) -> None:
+    """Upsert check verdicts (table_name, check_name, job_date, passed, severity, failed_rules): the
+    latest evaluation of a check for a day replaces the previous one."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    if not results:
+        return
+    statement = insert(kpi_check_results).values(results)
+    statement = statement.on_conflict_do_update(
+        index_elements=["table_name", "check_name", "job_date"],
+        set_={"passed": statement.excluded.passed, "severity": statement.excluded.severity,
+              "failed_rules": statement.excluded.failed_rules, "evaluated_at": sa.func.now()})
+    with engine.begin() as conn:
+        conn.execute(statement)

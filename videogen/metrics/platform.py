@@ -19,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 from videogen.db.schema import STATUSES, jobs
-from videogen.kpi.tables import KPI_DAILY, KPI_DAILY_BY_MODEL
+from videogen.kpi.tables import KPI_DAILY, KPI_DAILY_BY_MODEL, kpi_check_results
 
 # Upper bounds (seconds) of the generation-time histogram: the tiny test models take about a second,
 # the production models minutes.
@@ -82,6 +82,9 @@ class PlatformSnapshot:
     taken_at: float = field(default_factory=time.time)
     query_seconds: float = 0.0
     stage_query_seconds: float = 0.0
+    # (KPI table, check) -> (days whose latest verdict is a failure of severity ERROR, Unix time of the
+    # latest evaluation), from kpi_check_results (written by the KPI asset checks).
+    kpi_checks: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
 
 UNRECONCILED_DAYS_SQL = f"""
@@ -127,6 +130,12 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float, stages: bool
                         sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.func.now()))),
             sa.func.extract("epoch", sa.func.max(jobs.c.queued_at)))).one()
         unreconciled = conn.execute(sa.text(UNRECONCILED_DAYS_SQL)).scalar_one()
+        checks = kpi_check_results.c
+        kpi_checks = {(row.table_name, row.check_name): (row.failed, float(row.last)) for row in conn.execute(
+            sa.select(checks.table_name, checks.check_name,
+                      sa.func.count().filter(sa.not_(checks.passed), checks.severity == "ERROR").label("failed"),
+                      sa.func.extract("epoch", sa.func.max(checks.evaluated_at)).label("last"))
+            .group_by(checks.table_name, checks.check_name))}
         # Finished jobs only: a requeued job's started_at moves, a finished one's does not.
         wait = sa.func.extract("epoch", jobs.c.started_at - jobs.c.created_at)
         queue_wait = {row[0]: (tuple(row[1:-2]), row[-2], float(row[-1] or 0.0)) for row in conn.execute(
@@ -151,7 +160,7 @@ def read_snapshot(engine: sa.Engine, *, heartbeat_timeout_s: float, stages: bool
                             kpi_computed_at=kpi, oldest_due_pending_age_s=float(due_age or 0.0),
                             last_queued_at=float(last_queued or 0.0), kpi_unreconciled_days=int(unreconciled),
                             queue_wait_seconds=queue_wait, stage_seconds=stage_seconds,
-                            stage_query_seconds=stage_query_seconds,
+                            stage_query_seconds=stage_query_seconds, kpi_checks=kpi_checks,
                             query_seconds=time.perf_counter() - started)
 
 
@@ -234,6 +243,17 @@ class PlatformCollector(Collector):
         for table, at in sorted(snap.kpi_computed_at.items()):
             kpi.add_metric([table], at)
         yield kpi
+        failed_checks = GaugeMetricFamily("videogen_kpi_check_failed_days",
+                                          "Days whose latest evaluation of a KPI asset check failed (severity "
+                                          "ERROR), by table and check.", labels=["table", "check"])
+        evaluated = GaugeMetricFamily("videogen_kpi_check_last_evaluated_timestamp_seconds",
+                                      "Unix time of the latest evaluation of a KPI asset check.",
+                                      labels=["table", "check"])
+        for (table, check), (failed, last) in sorted(snap.kpi_checks.items()):
+            failed_checks.add_metric([table, check], failed)
+            evaluated.add_metric([table, check], last)
+        yield failed_checks
+        yield evaluated
         yield GaugeMetricFamily("videogen_kpi_unreconciled_days",
                                 "Past days (last 7) whose kpi_spark_daily total_jobs differs from the jobs table "
                                 "(the KPI reconciliation check's rule).", value=snap.kpi_unreconciled_days)
