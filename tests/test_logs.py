@@ -9,7 +9,15 @@ import threading
 
 import pytest
 
-from videogen.logs import JsonFormatter, bind, handler, log_context, redact, uvicorn_log_config
+from videogen.logs import JsonFormatter, bind, handler, log_context, no_context, redact, uvicorn_log_config
+
+
+@pytest.fixture(autouse=True)
+def unbound():
+    """Each test without a bound job: one bound by an op run in process earlier in this pytest
+    process (the generate_video job's tests) must not show up here."""
+    with no_context():
+        yield
 
 
 def logged(emit) -> list[dict]:

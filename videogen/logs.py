@@ -56,6 +56,17 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+@contextlib.contextmanager
+def no_context() -> Iterator[None]:
+    """Inside, no job or run is bound (outside, whatever was stays): for code that serves many jobs
+    in one thread after one was bound, a test say."""
+    token = _context.set({})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
 def bind(**fields: Any) -> None:
     """Like :func:`log_context` for the rest of the current thread or task (a run's ops, one job)."""
     _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
