@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +16,7 @@ from videogen.accounts.users import Users
 from videogen.config import Settings
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import Account, JobStore
+from videogen.secret_files import kept_secret
 
 JWT_SECRET_FILE = "api-jwt-secret"
 
@@ -27,16 +26,7 @@ def jwt_secret(settings: Settings) -> str:
     VIDEOGEN_HOME so that every local API process and restart accepts the same tokens."""
     if settings.api_jwt_secret:
         return settings.api_jwt_secret
-    path = Path(settings.home) / JWT_SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as out:
-        out.write(secrets.token_hex(32))
-    return path.read_text().strip()
-
+    return kept_secret(Path(settings.home) / JWT_SECRET_FILE)
 
 @dataclass
 class ApiContext:

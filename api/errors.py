@@ -46,6 +46,24 @@ async def send_json_error(send, status: int, body: dict[str, Any], headers: list
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
+class WatchedSend:
+    """An ASGI ``send`` that remembers the response's status once it has started (middlewares need to
+    know whether they may still answer, and with what status the app answered)."""
+
+    def __init__(self, send) -> None:
+        self.send = send
+        self.status: int | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.status is not None
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 def status_for(exc: errors.VideogenError) -> int:
     for kind, status in STATUS_BY_ERROR:
         if isinstance(exc, kind):
@@ -131,20 +149,13 @@ class UnhandledErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, watched)
         except Exception as exc:  # noqa: BLE001 - every failure gets an answer
             status, body, headers = _answer_for(exc)
             logger.error("%s on %s %s answered %d", type(exc).__name__, scope.get("method"), scope.get("path"), status)
-            if started:  # the response is half sent (a stream): nothing more can be said
+            if watched.started:  # the response is half sent (a stream): nothing more can be said
                 return
             if is_page_request(scope.get("path", "")):
                 await send({"type": "http.response.start", "status": status,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 
-from api.errors import error_body, send_json_error
+from api.errors import WatchedSend, error_body, send_json_error
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -40,7 +40,6 @@ class BodySizeLimit:
                     await self._reject(send)
                     return
         received = 0
-        started = False
 
         async def counting_receive():
             nonlocal received
@@ -51,14 +50,9 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, watched)
         except BodyTooLarge:
-            if not started:
+            if not watched.started:
                 await self._reject(send)

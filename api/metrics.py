@@ -16,6 +16,8 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                generate_latest)
 from prometheus_client import multiprocess
 
+from api.errors import WatchedSend
+
 REQUESTS = Counter("videogen_api_requests", "HTTP requests answered by the API.", ["route", "method", "status_class"])
 LATENCY = Histogram("videogen_api_request_duration_seconds", "Time to answer an HTTP request (streams: to the "
                     "end of the stream).", ["route", "method"],
@@ -33,23 +35,18 @@ class RequestMetrics:
         if scope["type"] != "http" or scope["path"] == "/metrics":
             await self.app(scope, receive, send)
             return
-        status = [500]
-
-        async def tracking_send(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
+        watched = WatchedSend(send)
         started = time.perf_counter()
         IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, watched)
         finally:
             IN_FLIGHT.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            REQUESTS.labels(template, method, f"{status[0] // 100}xx").inc()
+            status = watched.status or 500  # no answer started: the error middleware outside answers 500
+            REQUESTS.labels(template, method, f"{status // 100}xx").inc()
             LATENCY.labels(template, method).observe(time.perf_counter() - started)
 
 

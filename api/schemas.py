@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from videogen.db.schema import ROLES, STATUSES
+from videogen.generation.registry import ModelDefaults, ModelLimits
 
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 Role = Literal[ROLES]  # type: ignore[valid-type]
@@ -145,38 +146,12 @@ class QuoteOut(BaseModel):
     missing: str | None = Field(description="credits missing from the balance to afford it (null when it does)")
 
 
-class ModelLimitsOut(BaseModel):
-    min_width: int
-    max_width: int
-    min_height: int
-    max_height: int
-    size_multiple: int
-    frame_multiple: int
-    min_frames: int
-    max_frames: int
-    min_fps: int
-    max_fps: int
-    min_steps: int
-    max_steps: int
-    min_guidance_scale: float
-    max_guidance_scale: float
-
-
-class ModelDefaultsOut(BaseModel):
-    width: int
-    height: int
-    num_frames: int
-    fps: int
-    steps: int
-    guidance_scale: float
-
-
 class ModelOut(BaseModel):
     name: str
     description: str
     default: bool
-    defaults: ModelDefaultsOut
-    limits: ModelLimitsOut
+    defaults: ModelDefaults  # the registry's own dataclasses: one definition of the fields
+    limits: ModelLimits
 
 
 class ModelsOut(BaseModel):

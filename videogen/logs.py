@@ -2,7 +2,7 @@
 job's story can be followed across the API, the Dagster run and its ops (``grep '"job_id": 42'``).
 
 - :class:`JsonFormatter` is the one formatter: the API (uvicorn's loggers and ours), the Dagster run
-  workers (the ``generate_video`` job's console logger) and anything calling :func:`configure`.
+  workers (the ``generate_video`` job's console logger) and the sensors (:func:`json_logger`).
 - :func:`log_context` sets ``job_id`` / ``run_id`` for the code that runs inside it (a contextvar:
   threads and asyncio tasks each see their own); a record may also carry them as ``extra``.
 - :func:`redact` runs over every message and traceback: API keys, bearer and JWT tokens, presigned
@@ -134,16 +134,6 @@ def json_logger(name: str, service: str, *, level: int = logging.INFO) -> loggin
     logger.setLevel(level)
     logger.propagate = False
     return logger
-
-
-def configure(service: str, *, level: int | str = logging.INFO) -> None:
-    """JSON lines on standard error for this process's root logger (and Python's warnings)."""
-    root = logging.getLogger()
-    for existing in list(root.handlers):
-        root.removeHandler(existing)
-    root.addHandler(handler(service))
-    root.setLevel(level)
-    logging.captureWarnings(True)
 
 
 def uvicorn_log_config(service: str, *, level: str = "info") -> dict[str, Any]:

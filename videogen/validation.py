@@ -188,7 +188,8 @@ def _model_spec(raw_model: Any, registry: ModelRegistry) -> ModelSpec:
     return spec
 
 
-def _given(raw: Mapping[str, Any], field: str) -> bool:
+def given(raw: Mapping[str, Any], field: str) -> bool:
+    """Whether the request sets ``field`` (an empty or blank value takes the default)."""
     value = raw.get(field)
     return value is not None and not (isinstance(value, str) and value.strip() == "")
 
@@ -205,7 +206,7 @@ def validate_request(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if
     limits, defaults = spec.limits, spec.defaults
 
     def int_param(field: str, default: int) -> int:
-        return _parse_int(field, raw[field]) if _given(raw, field) else default
+        return _parse_int(field, raw[field]) if given(raw, field) else default
 
     width = int_param("width", defaults.width)
     height = int_param("height", defaults.height)
@@ -226,7 +227,7 @@ def validate_request(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if
     steps = int_param("steps", defaults.steps)
     _in_range("steps", steps, limits.min_steps, limits.max_steps)
     guidance_scale = (
-        _parse_float("guidance_scale", raw["guidance_scale"]) if _given(raw, "guidance_scale") else defaults.guidance_scale
+        _parse_float("guidance_scale", raw["guidance_scale"]) if given(raw, "guidance_scale") else defaults.guidance_scale
     )
     _in_range("guidance_scale", guidance_scale, limits.min_guidance_scale, limits.max_guidance_scale)
     seed = int_param("seed", seed_if_missing)

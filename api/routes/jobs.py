@@ -29,7 +29,7 @@ from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
 from videogen.lifecycle import JobRequest
 from videogen.storage.job_outputs import job_key
-from videogen.validation import validate_request
+from videogen.validation import given, validate_request
 from videogen.webhooks import check_callback_url
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -133,7 +133,7 @@ def quote(body: JobDraft, principal: Caller, ctx: Context) -> QuoteOut:
                         request=None, credits=None, balance=str(balance), missing=None)
     request = checked.parameters()
     del request["credits"]
-    if draft["seed"] is None or (isinstance(draft["seed"], str) and not draft["seed"].strip()):
+    if not given(draft, "seed"):
         request["seed"] = None
     missing = checked.credits - balance
     return QuoteOut(valid=True, error=None, request=request, credits=str(checked.credits), balance=str(balance),

@@ -31,40 +31,26 @@ def check_range(first: date, last: date) -> None:
                               f"{MAX_RANGE_DAYS} days at a time", code="date_range_too_long")
 
 
-@router.get("/daily", response_model=KpiDailyOut,
-            responses=KPI_RESPONSES)
-def daily_kpis(
-    principal: Caller,
-    ctx: Context,
-    first: FirstDay,
-    last: LastDay,
-) -> KpiDailyOut:
-    """Daily job KPIs (counts per status, success rate, active users, durations, credits, GPU
-    seconds) for the days ``from`` to ``to``, at most 366 days, oldest first."""
+def _rows(principal, ctx, table: sa.Table, first, last, *order) -> list[dict]:
+    """The table's rows of the days ``first`` to ``last`` for staff, credits as exact decimal text."""
     require_read_all(principal)
     check_range(first, last)
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(sa.select(kpi_spark_daily)
-                            .where(kpi_spark_daily.c.job_date.between(first, last))
-                            .order_by(kpi_spark_daily.c.job_date)).mappings().all()
-    days = [KpiDayOut(**{**row, "credits_consumed": str(row["credits_consumed"])}) for row in rows]
-    return KpiDailyOut(from_=first, to=last, days=days)
-
-
-@router.get("/daily/by-model", response_model=KpiByModelOut,
-            responses=KPI_RESPONSES)
-def daily_kpis_by_model(
-    principal: Caller,
-    ctx: Context,
-    first: FirstDay,
-    last: LastDay,
-) -> KpiByModelOut:
-    """Daily job KPIs per model (``kpi_spark_daily_by_model``) for the days ``from`` to ``to``."""
-    require_read_all(principal)
-    check_range(first, last)
-    table = kpi_spark_daily_by_model
     with ctx.engine.connect() as conn:
         rows = conn.execute(sa.select(table).where(table.c.job_date.between(first, last))
-                            .order_by(table.c.job_date, table.c.model)).mappings().all()
-    return KpiByModelOut(from_=first, to=last, rows=[
-        KpiModelDayOut(**{**row, "credits_consumed": str(row["credits_consumed"])}) for row in rows])
+                            .order_by(table.c.job_date, *order)).mappings().all()
+    return [{**row, "credits_consumed": str(row["credits_consumed"])} for row in rows]
+
+
+@router.get("/daily", response_model=KpiDailyOut, responses=KPI_RESPONSES)
+def daily_kpis(principal: Caller, ctx: Context, first: FirstDay, last: LastDay) -> KpiDailyOut:
+    """Daily job KPIs (counts per status, success rate, active users, durations, credits, GPU
+    seconds) for the days ``from`` to ``to``, at most 366 days, oldest first."""
+    days = _rows(principal, ctx, kpi_spark_daily, first, last)
+    return KpiDailyOut(from_=first, to=last, days=[KpiDayOut(**row) for row in days])
+
+
+@router.get("/daily/by-model", response_model=KpiByModelOut, responses=KPI_RESPONSES)
+def daily_kpis_by_model(principal: Caller, ctx: Context, first: FirstDay, last: LastDay) -> KpiByModelOut:
+    """Daily job KPIs per model (``kpi_spark_daily_by_model``) for the days ``from`` to ``to``."""
+    rows = _rows(principal, ctx, kpi_spark_daily_by_model, first, last, kpi_spark_daily_by_model.c.model)
+    return KpiByModelOut(from_=first, to=last, rows=[KpiModelDayOut(**row) for row in rows])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter
 
 from api.deps import Caller, Context
@@ -19,6 +17,6 @@ def list_models(principal: Caller, ctx: Context) -> ModelsOut:
     """Every registered model: its defaults, and the limits a request is checked against."""
     return ModelsOut(
         models=[ModelOut(name=spec.name, description=spec.description, default=spec.name == DEFAULT_MODEL,
-                         defaults=asdict(spec.defaults), limits=asdict(spec.limits))
+                         defaults=spec.defaults, limits=spec.limits)
                 for spec in ctx.registry.specs()],
         quality_presets=list(QUALITY_PRESETS))

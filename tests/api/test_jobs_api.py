@@ -74,14 +74,20 @@ def test_cancel_refunds_once_and_retry_reserves_again(api, user):
     assert [tuple(k) for k in kinds] == [("reserve", 0), ("refund", 0), ("reserve", 1)]
 
 
+def fail_in_a_run(api, job_id: int, run_id: str) -> JobStore:
+    """What a Dagster run does to a job that then fails: queued, claimed, failed (out of memory)."""
+    store = JobStore(api.engine)
+    store.queue.mark_queued({job_id: run_id})
+    assert store.runs.claim(job_id, run_id)
+    assert store.runs.fail(job_id, run_id=run_id, code="out_of_memory", message="CUDA out of memory")
+    return store
+
+
 def test_a_failure_inside_the_lifecycle_refunds_exactly_once(api, user):
     """The refund is part of the transition, so a failure reported by a Dagster run refunds too."""
     with api.client(**user.headers) as http:
         job = http.post("/api/v1/jobs", json=TINY).json()
-    store = JobStore(api.engine)
-    store.queue.mark_queued({job["id"]: "run-1"})
-    assert store.runs.claim(job["id"], "run-1")
-    assert store.runs.fail(job["id"], run_id="run-1", code="out_of_memory", message="CUDA out of memory")
+    store = fail_in_a_run(api, job["id"], "run-1")
     assert not store.runs.fail(job["id"], run_id="run-1", code="out_of_memory", message="again")
     assert balance(api, user.id) == Decimal("100")
 
@@ -295,10 +301,7 @@ def test_a_re_executed_failed_job_reserves_its_price_again(api, user):
     so it is charged again; a job that succeeds is never free."""
     with api.client(**user.headers) as http:
         job = http.post("/api/v1/jobs", json=TINY).json()
-    store = JobStore(api.engine)
-    store.queue.mark_queued({job["id"]: "run-a"})
-    assert store.runs.claim(job["id"], "run-a")
-    assert store.runs.fail(job["id"], run_id="run-a", code="out_of_memory", message="CUDA out of memory")
+    store = fail_in_a_run(api, job["id"], "run-a")
     assert balance(api, user.id) == Decimal("100")
     assert store.runs.claim(job["id"], "run-b")  # the re-execution
     assert balance(api, user.id) == Decimal("100") - TINY_PRICE

@@ -29,6 +29,7 @@ from videogen.db.schema import TERMINAL_STATUSES
 from videogen.devtools.ports import port_problem
 from videogen.devtools.processes import start_in_new_session, stop_session
 from videogen.lifecycle import JobStore
+from videogen.secret_files import kept_secret
 
 SAMPLE_PROMPTS = (
     ("a red fox running in snow", {}),
@@ -97,17 +98,7 @@ DEMO_PASSWORD_FILE = "demo-password"
 
 def demo_password(home: Path) -> str:
     """The demo account's password for the web app: made once per VIDEOGEN_HOME, kept there (0600)."""
-    path = home / DEMO_PASSWORD_FILE
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole or not at all (a run killed half-way leaves no empty password behind).
-    draft = path.with_name(f".{DEMO_PASSWORD_FILE}.{os.getpid()}")
-    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(secrets.token_urlsafe(12))
-    os.replace(draft, path)
-    return path.read_text().strip()
+    return kept_secret(home / DEMO_PASSWORD_FILE, lambda: secrets.token_urlsafe(12))
 
 
 def demo_api_key(engine: sa.Engine, email: str, home: Path) -> tuple[str, str]:
