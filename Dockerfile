@@ -89,10 +89,10 @@ RUN set -eu; \
     done
 
 # ---------------------------------------------------------------------------------------------
-# runtime: what both flavours share. No compilers, a non-root user, writable state only where needed.
+# runtime: what both flavours share (ffmpeg; flite and espeak-ng for films' voice-over). No compilers, a non-root user, writable state only where needed.
 FROM ${PYTHON_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg tini ca-certificates \
+ && apt-get install -y --no-install-recommends ffmpeg flite espeak-ng tini ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric UID/GID, so that Kubernetes can enforce runAsNonRoot and fsGroup matches.
 RUN groupadd --gid 10001 videogen \

@@ -7,6 +7,7 @@ from pipelines.retention import purge_expired_outputs, retention_schedule
 from pipelines.submit_prompt import submit_prompt
 from resources.generation import generation_from_env
 from resources.jobs import jobs_from_env
+from resources.quality import quality_from_env
 from resources.storage import storage_from_env
 from sensors import job_reconciliation_sensor, pending_jobs_sensor, webhook_deliveries_sensor
 
@@ -20,5 +21,6 @@ def generation_defs() -> dg.Definitions:
             "jobs": jobs_from_env(),
             "generation": generation_from_env(),
             "storage": storage_from_env(),
+            "quality": quality_from_env(),
         },
     )

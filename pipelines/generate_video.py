@@ -1,6 +1,6 @@
 """Job ``generate_video``: one run per request, partitioned by job id.
 
-validate_prompt → generate_frames → encode_video → upload_outputs → finalize_job
+validate_prompt → generate_frames → encode_video → check_quality → upload_outputs → finalize_job
 
 Each op is one concern and calls one function of :mod:`videogen.stages`. Transient failures
 (storage unavailable, CUDA out of memory) are retried with the configured backoff (5/15/45 s by
@@ -22,6 +22,7 @@ from pipelines.json_logger import json_console_logger
 from pipelines.partitions import video_jobs_partitions
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
+from resources.quality import QualityResource
 from resources.storage import StorageResource
 from videogen import stages
 from videogen.deploy.profile import load_profile
@@ -157,6 +158,24 @@ def encode_video(
     return encoded
 
 
+@dg.op(description="Runs the output QA gates on the encoded video (decodes; size, frames, fps, duration; no "
+       "black or frozen run); a failed gate fails the job with a qa_* code.")
+def check_quality(
+    context: dg.OpExecutionContext, validated: stages.ValidatedJob, encoded: stages.EncodedOutputs,
+    jobs: JobsResource, quality: QualityResource,
+) -> stages.EncodedOutputs:
+    checked = _run_stage(context, jobs, validated.job_id, "qa", "checking the output",
+                         lambda _: stages.check_quality(validated, encoded, quality.limits()))
+    jobs.store().runs.record_event(validated.job_id, stage="qa", run_id=context.run_id,
+                                   message=_qa_summary(checked.qa))
+    context.add_output_metadata({"qa_seconds": checked.qa["seconds"]})
+    return checked
+
+
+def _qa_summary(report: dict) -> str:
+    return f"quality gates passed ({', '.join(g['gate'] for g in report['gates'])}) in {report['seconds']:.2f} s"
+
+
 @dg.op(description="Uploads video, thumbnails and metadata.json to the bucket and verifies them.")
 def upload_outputs(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, encoded: stages.EncodedOutputs,
@@ -201,5 +220,6 @@ def generate_video() -> None:
     validated = validate_prompt()
     generated = generate_frames(validated)
     encoded = encode_video(validated, generated)
-    stored = upload_outputs(validated, encoded)
+    checked = check_quality(validated, encoded)
+    stored = upload_outputs(validated, checked)
     finalize_job(validated, stored)

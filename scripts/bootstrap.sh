@@ -2,13 +2,14 @@
 # Installs what the project needs on a fresh Debian machine; safe to run again (does only what is missing).
 #   Debian: PostgreSQL server, ffmpeg, a Java runtime and the PostgreSQL JDBC jar (for Spark), Chromium
 #   (the web app's browser tests drive it with Playwright), Prometheus and Alertmanager (promtool and
-#   amtool check the alert rules and routing; the tests start a real Prometheus).
+#   amtool check the alert rules and routing; the tests start a real Prometheus), flite and espeak-ng
+#   (offline text-to-speech for films' voice-over).
 #   Python: a virtual environment in .venv with the project and its pinned dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in postgresql ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager; do
+for pkg in postgresql ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager flite espeak-ng; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || missing+=("openjdk-17-jre-headless")

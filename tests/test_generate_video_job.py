@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from pipelines.generate_video import generate_video
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
+from resources.quality import QualityResource
 from resources.storage import StorageResource
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore
@@ -24,6 +25,7 @@ def run_partition(database_url, tmp_path):
                 partition_key=str(job_id), instance=instance, raise_on_error=False,
                 resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
                            "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                           "quality": QualityResource(),
                            "storage": StorageResource(root=str(tmp_path / "storage"))})
     return run
 
@@ -39,7 +41,7 @@ def test_a_rejected_request_ends_the_run_quietly_and_the_next_one_succeeds(store
     result = run_partition(bad)
     assert result.success  # the run did its job: it rejected the request
     skipped = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"}
-    assert skipped == {"generate_frames", "encode_video", "upload_outputs", "finalize_job"}
+    assert skipped == {"generate_frames", "encode_video", "check_quality", "upload_outputs", "finalize_job"}
     assert store.reads.get(bad)["status"] == "rejected" and store.reads.get(bad)["error_code"] == "invalid_num_frames"
     assert run_partition(good).success and store.reads.get(good)["status"] == "succeeded"
     # No sensor here: the run's claim records `queued` itself, dated by the run's creation.

@@ -65,6 +65,7 @@ def test_the_tiny_job_metadata_names_what_was_loaded(database_url, tmp_path):
     from pipelines.generate_video import generate_video
     from resources.generation import GenerationResource
     from resources.jobs import JobsResource
+    from resources.quality import QualityResource
     from resources.storage import StorageResource
 
     engine = sa.create_engine(database_url)
@@ -79,6 +80,7 @@ def test_the_tiny_job_metadata_names_what_was_loaded(database_url, tmp_path):
             partition_key=str(job_id), instance=instance, raise_on_error=False,
             resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
                        "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                       "quality": QualityResource(),
                        "storage": storage})
     assert result.success
     text = storage.client().read_bytes(job_key(job_id, stages.METADATA_NAME)).decode()

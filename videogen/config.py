@@ -244,6 +244,15 @@ class Settings(BaseSettings):
                                default=30, ge=1)
     sensor_batch_size: int = _var("VIDEOGEN_SENSOR_BATCH_SIZE", "new runs requested per sensor tick",
                                   default=200, ge=1)
+    # Output QA gates (videogen.qa)
+    qa_black_max_s: float = _var("VIDEOGEN_QA_BLACK_MAX_S", "longest run of black frames an output may hold, seconds",
+                                 default=1.0, gt=0)
+    qa_frozen_max_s: float = _var("VIDEOGEN_QA_FROZEN_MAX_S", "longest run of identical frames an output may hold, "
+                                  "seconds", default=2.0, gt=0)
+    qa_loudness_lufs: float = _var("VIDEOGEN_QA_LOUDNESS_LUFS", "integrated loudness of a film's audio (EBU R128), LUFS",
+                                   default=-16.0, ge=-70, le=0)
+    qa_loudness_tolerance_lu: float = _var("VIDEOGEN_QA_LOUDNESS_TOLERANCE_LU", "allowed distance from that "
+                                           "loudness, LU", default=2.0, gt=0)
     # Spark (KPI assets)
     spark_master: str = _var("SPARK_MASTER", "local[*], spark://host:7077, yarn, k8s://https://…", default="local[*]")
     spark_app_name: str = _var("VIDEOGEN_SPARK_APP_NAME", "application name shown by the cluster",

@@ -50,6 +50,7 @@ class EncodedOutputs:
     files: dict[str, bytes]  # file name -> content; the video first, then thumbnails
     encoder: dict[str, Any] = field(default_factory=dict)
     encode_seconds: float = 0.0
+    qa: dict[str, Any] = field(default_factory=dict)  # the QA report (videogen.qa), once checked
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,25 @@ def encode(job: ValidatedJob, generated: GeneratedFrames, *, codec: str = DEFAUL
     )
 
 
+def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any) -> EncodedOutputs:
+    """Run the QA gates (videogen.qa) on the encoded video; raises QualityGateError (permanent, code
+    ``qa_*``) when one fails. The report travels on to metadata.json."""
+    from dataclasses import replace
+
+    from videogen.encoding.presets import normalize_codec
+    from videogen.qa import Expectations, check_output
+
+    request = job.request
+    codec = normalize_codec(encoded.encoder.get("codec") or DEFAULT_CODEC).probe_name
+    expected = Expectations.within(limits, width=request.width, height=request.height, frames=request.num_frames,
+                                   fps=request.fps, codec=codec)
+    with tempfile.TemporaryDirectory(prefix=f"videogen-qa-{job.job_id}-") as workdir:
+        video = Path(workdir) / VIDEO_NAME
+        video.write_bytes(encoded.files[VIDEO_NAME])
+        report = check_output(video, expected)
+    return replace(encoded, qa=report.to_dict())
+
+
 def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOutputs:
     """Upload video, thumbnails and metadata.json (last: it lists the others' checksums), verified."""
     from datetime import datetime, timezone
@@ -179,6 +199,7 @@ def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOu
             code_version=current_code_version(),
             created_at=datetime.now(timezone.utc),
             encoding=encoded.encoder,
+            quality=encoded.qa or None,
         )
         paths[METADATA_NAME] = write_metadata(work / METADATA_NAME, metadata)
         stored = upload_job_outputs(storage, job.job_id, paths)

@@ -171,6 +171,7 @@ def run_partition_for(database_url, tmp_path):
     from pipelines.generate_video import generate_video
     from resources.generation import GenerationResource
     from resources.jobs import JobsResource
+    from resources.quality import QualityResource
     from resources.storage import StorageResource
 
     def run(job_id: int, serve_url: str) -> dg.ExecuteInProcessResult:
@@ -180,5 +181,6 @@ def run_partition_for(database_url, tmp_path):
                 partition_key=str(job_id), instance=instance, raise_on_error=False,
                 resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="2,5,10"),
                            "generation": GenerationResource(model_cache=str(tmp_path / "models"), serve_url=serve_url),
+                           "quality": QualityResource(),
                            "storage": StorageResource(root=str(tmp_path / "storage"))})
     return run

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from pipelines.generate_video import generate_video
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
+from resources.quality import QualityResource
 from resources.storage import StorageResource
 from tests.conftest import free_port
 from videogen.lifecycle import JobRequest, JobStore
@@ -26,6 +27,7 @@ def run_job(database_url: str, storage: StorageResource, model_cache: Path, job_
             resources={
                 "jobs": JobsResource(database_url=database_url, retry_delays_s="0.2,0.4,0.8"),
                 "generation": GenerationResource(model_cache=str(model_cache)),
+                "quality": QualityResource(),
                 "storage": storage,
             },
         )

@@ -64,6 +64,7 @@ def test_a_job_without_its_bucket_fails_at_once_with_the_fix_in_videogen_status(
     from pipelines.generate_video import generate_video
     from resources.generation import GenerationResource
     from resources.jobs import JobsResource
+    from resources.quality import QualityResource
     from resources.storage import StorageResource
 
     bucket = f"absent-{uuid.uuid4().hex[:12]}"
@@ -79,6 +80,7 @@ def test_a_job_without_its_bucket_fails_at_once_with_the_fix_in_videogen_status(
             partition_key=str(job_id), instance=instance, raise_on_error=False,
             resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="30,30,30"),
                        "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                       "quality": QualityResource(),
                        "storage": storage})
         retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not result.success and retried == []  # permanent: not retried (the backoff would be 30 s)

@@ -63,6 +63,7 @@ def build_metadata(
     pipeline_class: str | None = None,
     encoding: Mapping[str, Any] | None = None,
     model_source_location: str | None = None,
+    quality: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata.json document.
 
@@ -71,12 +72,13 @@ def build_metadata(
     ``encoding``: the encoder settings (``EncoderSettings.to_dict()``, plus the ffmpeg version).
     ``model_source``/``model_source_location``: what was loaded and from where, as
     ``ModelSpec.recorded_source`` gives them (``model_cache``, ``hub`` or ``local_directory``).
+    ``quality``: the QA gates' report (``QaReport.to_dict()``); the key is left out when None.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be the integer the generator was seeded with, got {seed!r}")
     if METADATA_FILE_NAME in outputs:
         raise ValueError(f"{METADATA_FILE_NAME} cannot list its own checksum among the outputs")
-    return {
+    document = {
         "schema_version": METADATA_SCHEMA_VERSION,
         "job_id": str(job_id),
         "created_at": utc_timestamp(created_at),
@@ -97,6 +99,9 @@ def build_metadata(
             name: {"size": digest.size, "sha256": digest.sha256} for name, digest in sorted(outputs.items())
         },
     }
+    if quality is not None:
+        document["quality"] = _json_copy(dict(quality), "quality")
+    return document
 
 
 def metadata_json_bytes(metadata: Mapping[str, Any]) -> bytes:

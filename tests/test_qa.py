@@ -1,0 +1,158 @@
+"""Output QA gates (videogen.qa) on real files encoded by ffmpeg, and in the generate_video job."""
+
+import json
+import subprocess
+
+import dagster as dg
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from videogen import qa
+from videogen.encoding.encoder import encode_video
+
+FPS = 8
+
+
+def noise(frames: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+
+
+def clip(tmp_path, frames: np.ndarray, name: str = "clip.mp4"):
+    return encode_video(frames, fps=FPS, output_path=tmp_path / name).path
+
+
+def expect(frames: int, **extra) -> qa.Expectations:
+    return qa.Expectations(width=64, height=64, frames=frames, fps=FPS, **extra)
+
+
+def failure(path, expected) -> qa.QualityGateError:
+    with pytest.raises(qa.QualityGateError) as raised:
+        qa.check_output(path, expected)
+    return raised.value
+
+
+def test_a_good_clip_passes_every_gate_and_reports_what_it_measured(tmp_path):
+    report = qa.check_output(clip(tmp_path, noise(17)), expect(17))
+    assert [g.gate for g in report.gates] == ["decodes", "format", "no_black_run", "no_frozen_run"]
+    assert report.passed and report.measured["frames"] == 17 and report.measured["duration_s"] == 2.125
+    assert report.to_dict()["passed"] is True and json.dumps(report.to_dict())
+
+
+def test_an_all_black_clip_fails_with_qa_black_frames(tmp_path):
+    error = failure(clip(tmp_path, np.zeros((9, 64, 64, 3), np.uint8)), expect(9))
+    assert error.code == "qa_black_frames"
+    assert "no_black_run: longest black run 1.12 s (limit 1.00 s)" in error.message
+
+
+def test_black_and_frozen_runs_fail_only_past_their_threshold(tmp_path):
+    frames = noise(49)
+    frames[8:24] = 0  # 16 black frames: 2 s
+    assert failure(clip(tmp_path, frames), expect(49)).code == "qa_black_frames"
+    frames = noise(49)
+    frames[8:14] = 0  # 6 black frames: 0.75 s, under the 1 s limit
+    frames[20:34] = frames[20]  # 14 identical frames: 1.75 s, under the 2 s limit
+    report = qa.check_output(clip(tmp_path, frames, "ok.mp4"), expect(49))
+    assert report.measured["longest_black_s"] == 0.75 and report.measured["longest_frozen_s"] == 1.75
+    frames[20:40] = frames[20]  # 20 identical frames: 2.5 s
+    error = failure(clip(tmp_path, frames, "frozen.mp4"), expect(49))
+    assert error.code == "qa_frozen_frames" and "longest frozen run 2.50 s (limit 2.00 s)" in error.message
+    # The thresholds are the configured ones.
+    assert qa.check_output(tmp_path / "frozen.mp4", expect(49, frozen_max_s=3.0)).passed
+
+
+def test_a_truncated_file_fails_with_qa_undecodable(tmp_path):
+    data = clip(tmp_path, noise(17)).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    error = failure(tmp_path / "cut.mp4", expect(17))
+    assert error.code == "qa_undecodable" and error.message.startswith("the output failed its quality gates: decodes:")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert failure(tmp_path / "empty.mp4", expect(17)).code == "qa_undecodable"
+
+
+def test_a_file_that_is_not_what_was_asked_fails_with_qa_format(tmp_path):
+    path = clip(tmp_path, noise(9))
+    error = failure(path, expect(17))
+    assert error.code == "qa_format" and "format: 9 frames instead of 17" in error.message
+    error = failure(path, qa.Expectations(width=96, height=64, frames=9, fps=24, codec="hevc"))
+    assert "codec h264 instead of hevc, size 64x64 instead of 96x64" in error.message and "8 fps instead of 24" in error.message
+
+
+def with_tone(tmp_path, video, volume_db: float, name: str):
+    out = tmp_path / name
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(video), "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000", "-af", f"volume={volume_db}dB", "-shortest",
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(out)], check=True)
+    return out
+
+
+def test_audio_gates_measure_loudness_and_clipping(tmp_path):
+    video = clip(tmp_path, noise(17))
+    # ffmpeg's sine is -18 dBFS peak (amplitude 1/8): about -21 LUFS.
+    assert failure(video, expect(17, audio_lufs=-16.0)).code == "qa_audio_missing"
+    quiet = with_tone(tmp_path, video, 0, "quiet.mp4")
+    error = failure(quiet, expect(17, audio_lufs=-16.0))
+    assert error.code == "qa_loudness" and "(target -16 ± 2 LU)" in error.message
+    measured = error.report.measured["integrated_lufs"]
+    assert qa.check_output(quiet, expect(17, audio_lufs=measured)).passed
+    clipped = with_tone(tmp_path, video, 24, "clipped.mp4")
+    error = failure(clipped, expect(17, audio_lufs=-16.0, loudness_tolerance_lu=30))
+    assert error.code == "qa_clipping"
+
+
+def test_subtitle_cues_must_be_ordered_and_inside_the_video(tmp_path):
+    video = clip(tmp_path, noise(17))  # 2.125 s
+    good = [qa.Cue(0.0, 1.0, "a"), qa.Cue(1.0, 2.1, "b")]
+    assert qa.check_output(video, expect(17, cues=good)).passed
+    late = failure(video, expect(17, cues=[qa.Cue(0.0, 1.0, "a"), qa.Cue(1.5, 3.0, "b")]))
+    assert late.code == "qa_subtitles" and "cue 2 ends at 3.000 s, after the video (2.125 s)" in late.message
+    overlap = failure(video, expect(17, cues=[qa.Cue(0.0, 1.0, "a"), qa.Cue(0.5, 1.5, "b")]))
+    assert "cue 2 starts at 0.500 s, before cue 1 ends (1.000 s)" in overlap.message
+    backwards = failure(video, expect(17, cues=[qa.Cue(1.0, 0.5, "a")]))
+    assert "cue 1 runs from 1.000 s to 0.500 s" in backwards.message
+
+
+def test_the_job_records_the_gates_and_an_injected_black_clip_fails_it(database_url, tmp_path, monkeypatch):
+    from pipelines.generate_video import generate_video
+    from resources.generation import GenerationResource
+    from resources.jobs import JobsResource
+    from resources.quality import QualityResource
+    from resources.storage import StorageResource
+    from videogen import stages
+    from videogen.lifecycle import JobRequest, JobStore
+    from videogen.storage.job_outputs import job_key
+
+    store = JobStore(sa.create_engine(database_url))
+    storage = StorageResource(root=str(tmp_path / "storage"))
+
+    def run(job_id):
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
+            return generate_video.execute_in_process(
+                partition_key=str(job_id), instance=instance, raise_on_error=False,
+                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
+                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                           "quality": QualityResource(), "storage": storage})
+
+    good = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    assert run(good).success and store.reads.get(good)["status"] == "succeeded"
+    qa_events = [e["message"] for e in store.reads.events(good) if e["stage"] == "qa"]
+    assert qa_events[0] == "checking the output"
+    assert qa_events[1].startswith("quality gates passed (decodes, format, no_black_run, no_frozen_run) in ")
+    metadata = json.loads(storage.client().read_bytes(job_key(good, stages.METADATA_NAME)))
+    assert metadata["quality"]["passed"] is True and metadata["quality"]["measured"]["frames"] == 9
+
+    real_generate = stages.generate
+
+    def black(generator, job, **kwargs):
+        generated = real_generate(generator, job, **kwargs)
+        return stages.GeneratedFrames(job_id=generated.job_id, frames=np.zeros_like(generated.frames),
+                                      gpu_seconds=generated.gpu_seconds)
+
+    monkeypatch.setattr(stages, "generate", black)
+    bad = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    assert not run(bad).success
+    row = store.reads.get(bad)
+    assert row["status"] == "failed" and row["error_code"] == "qa_black_frames" and row["output_uri"] is None
+    assert "no_black_run: longest black run 1.12 s (limit 1.00 s)" in row["error_message"]
+    assert storage.client().list_prefix(f"videos/{bad}/") == []
