@@ -90,7 +90,7 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class JobCreate(Strict):
-    prompt: str = Field(description="What the video shows (1 to 2000 characters).")
+    prompt: str = Field(description="What the video shows (1 to 2000 characters); for a film, its title.")
     negative_prompt: str = ""
     model: str | None = None
     width: int | None = None
@@ -105,6 +105,10 @@ class JobCreate(Strict):
     callback_url: str | None = Field(default=None, max_length=2048, description=(
         "POSTed a signed JSON body when the job reaches a final status (needs a webhook secret: "
         "POST /api/v1/me/webhook-secret). Public http(s) addresses only."))
+    storyboard: dict[str, Any] | None = Field(default=None, description=(
+        "Makes the job a film: {\"scenes\": [{\"prompt\", \"duration_s\", \"narration\", \"transition\": "
+        "\"cut\"|\"crossfade\"}], \"voice\", \"music\": \"none\"|\"generated\"|{\"key\"}, \"subtitles\": "
+        "\"none\"|\"sidecar\"|\"burned\"}; the other parameters are every scene's defaults."))
 
 
 Scalar = str | int | float | None
@@ -187,6 +191,7 @@ class JobOut(BaseModel):
     video_url: str | None
     thumbnail_url: str | None
     error: JobError | None
+    storyboard: dict[str, Any] | None = Field(default=None, description="The film's storyboard (null for a clip).")
 
 
 class JobPage(BaseModel):

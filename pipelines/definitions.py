@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from pipelines.generate_film import generate_film
 from pipelines.generate_video import generate_video
 from pipelines.retention import purge_expired_outputs, retention_schedule
 from pipelines.submit_prompt import submit_prompt
@@ -14,7 +15,7 @@ from sensors import job_reconciliation_sensor, pending_jobs_sensor, webhook_deli
 
 def generation_defs() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[generate_video, submit_prompt, purge_expired_outputs],
+        jobs=[generate_video, generate_film, submit_prompt, purge_expired_outputs],
         sensors=[pending_jobs_sensor, job_reconciliation_sensor, webhook_deliveries_sensor],
         schedules=[retention_schedule],
         resources={

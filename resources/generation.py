@@ -11,6 +11,7 @@ from pydantic import Field
 
 from videogen.config import Device, load_settings, setting_default
 from videogen.generation.loader import PipelineCache
+from videogen.film.voices import VoiceRegistry
 from videogen.generation.registry import ModelRegistry
 
 
@@ -30,6 +31,8 @@ class GenerationResource(dg.ConfigurableResource):
                              description="Decode the VAE in tiles (large frames on small GPUs).")
     model_registry_path: str = Field(default=setting_default("model_registry_path"),
                                      description="JSON file with extra model specs (optional).")
+    voice_registry_path: str = Field(default=setting_default("voice_registry_path"),
+                                     description="JSON file with extra narration voices for films (optional).")
     pipeline_cache_size: int = Field(default=setting_default("pipeline_cache_size"), ge=1,
                                      description="Loaded pipelines kept; loading another drops the least recently used.")
 
@@ -48,6 +51,9 @@ class GenerationResource(dg.ConfigurableResource):
 
     def registry(self) -> ModelRegistry:
         return self._registry
+
+    def voices(self) -> VoiceRegistry:
+        return VoiceRegistry.from_file(self.voice_registry_path)
 
     def pipeline(self, model: str) -> Any:
         spec = self._registry.get(model)
@@ -82,6 +88,7 @@ def generation_from_env() -> GenerationResource:
         cpu_offload=settings.cpu_offload,
         vae_tiling=settings.vae_tiling,
         model_registry_path=settings.model_registry_path,
+        voice_registry_path=settings.voice_registry_path,
         pipeline_cache_size=settings.pipeline_cache_size,
         serve_url=settings.serve_url,
         serve_timeout_s=settings.serve_timeout_s,

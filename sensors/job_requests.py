@@ -1,4 +1,4 @@
-"""`pending` rows → one partitioned `generate_video` run each.
+"""`pending` rows → one partitioned run each: `generate_video` for a clip, `generate_film` for a storyboard.
 
 Exactly-once without an id cursor: the source of truth is the row's status plus Dagster's run
 storage, never a cursor that a crash could leave behind. (The cursor holds only the generation
@@ -21,6 +21,7 @@ import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from pipelines.partitions import video_jobs_partitions
+from pipelines.generate_film import generate_film
 from pipelines.generate_video import GENERATION_POOL, generate_video
 from resources.jobs import JobsResource
 from videogen.deploy.k8s import run_tags_for_job
@@ -50,9 +51,7 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
     by_key = {run_key(job["id"], job["submission"]): job for job in pending}
     existing = {}
     if by_key:
-        runs = instance.get_runs(
-            dg.RunsFilter(job_name=generate_video.name, tags={RUN_KEY_TAG: list(by_key)})
-        )
+        runs = instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: list(by_key)}))
         existing = {run.tags[RUN_KEY_TAG]: run for run in runs}
     store.queue.mark_queued({job["id"]: existing[key].run_id for key, job in by_key.items() if key in existing})
     run_requests: list[dg.RunRequest] = []
@@ -60,7 +59,9 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
         if key in existing:
             continue
         if len(run_requests) < batch_size:
-            run_requests.append(dg.RunRequest(run_key=key, partition_key=str(job["id"]), tags=run_tags(job)))
+            job_name = generate_film.name if job.get("film") else generate_video.name
+            run_requests.append(dg.RunRequest(run_key=key, partition_key=str(job["id"]), tags=run_tags(job),
+                                              job_name=job_name))
     new_partitions = [request.partition_key for request in run_requests]
     return dg.SensorResult(
         run_requests=run_requests,
@@ -95,10 +96,11 @@ def pin_pool_limit(instance: dg.DagsterInstance, pool: str, last_written: int | 
 
 
 @dg.sensor(
-    job=generate_video,
+    jobs=[generate_video, generate_film],
     minimum_interval_seconds=2,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Launches one generate_video run (partition = job id) per pending row of `jobs`.",
+    description="Launches one run (partition = job id) per pending row of `jobs`: generate_video for a clip, "
+    "generate_film for a storyboard.",
 )
 def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource) -> dg.SensorResult:
     profile = load_profile(os.environ)

@@ -38,7 +38,7 @@ class FakeDaemon:
         for request in requests:
             if request.run_key in existing:  # the real daemon skips run keys it has already launched
                 continue
-            run = DagsterRun(job_name=generate_video.name, status=dg.DagsterRunStatus.NOT_STARTED,
+            run = DagsterRun(job_name=request.job_name or generate_video.name, status=dg.DagsterRunStatus.NOT_STARTED,
                              tags={**request.tags, RUN_KEY_TAG: request.run_key,
                                    "dagster/partition": request.partition_key})
             self.instance.add_run(run)
@@ -252,3 +252,16 @@ def test_the_generation_pool_limit_is_written_explicitly_and_follows_the_configu
         assert pin_pool_limit(instance, pool, 3) is None
         assert limits(instance) == {pool: (8, False)}
         assert pin_pool_limit(instance, pool, None) is None  # and it stays
+
+
+def test_a_storyboard_row_gets_a_generate_film_run_and_a_clip_a_generate_video_run(store, instance):
+    clip = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
+    film = store.submissions.submit(JobRequest(user_id="bob", prompt="a day", storyboard={
+        "scenes": [{"prompt": "a fox", "duration_s": 1}]})).job_id
+    daemon = FakeDaemon(instance)
+    result = plan_tick(store, instance, batch_size=10)
+    assert {int(r.partition_key): r.job_name for r in result.run_requests} == {clip: "generate_video",
+                                                                              film: "generate_film"}
+    daemon.apply(result)
+    plan_tick(store, instance, batch_size=10)  # confirms both, whichever job each run is of
+    assert store.reads.get(clip)["status"] == store.reads.get(film)["status"] == "queued"

@@ -82,7 +82,7 @@ INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
 _job_id = _bounded_int(1, INT64_MAX)
 
 
-def read_prompt_file(path: str) -> str | bytes:
+def read_prompt_file(path: str, *, what: str = "prompt") -> str | bytes:
     """The prompt in ``path`` (``-``: standard input), without a UTF-8 byte order mark or trailing line breaks.
 
     Text that is not valid UTF-8 comes back as bytes, so that validation rejects it with its usual
@@ -94,14 +94,15 @@ def read_prompt_file(path: str) -> str | bytes:
             with open(path, "rb") as handle:
                 data = handle.read(MAX_PROMPT_FILE_BYTES + 1)
     except OSError as exc:
-        where = "standard input" if path == "-" else f"the prompt file {path!r}"
-        raise PromptFileError("prompt_file_unreadable", f"cannot read {where}: {exc.strerror or exc}") from None
+        where = "standard input" if path == "-" else f"the {what} file {path!r}"
+        raise PromptFileError(f"{what}_file_unreadable", f"cannot read {where}: {exc.strerror or exc}") from None
     if len(data) > MAX_PROMPT_FILE_BYTES:
         from videogen.validation import MAX_PROMPT_CHARS
 
         raise PromptFileError(
-            "prompt_too_long",
-            f"prompt is more than {MAX_PROMPT_FILE_BYTES} bytes; the maximum is {MAX_PROMPT_CHARS} characters",
+            f"{what}_too_long",
+            f"{what} is more than {MAX_PROMPT_FILE_BYTES} bytes; the maximum is {MAX_PROMPT_CHARS} characters"
+            if what == "prompt" else f"{what} is more than {MAX_PROMPT_FILE_BYTES} bytes",
         )
     data = data.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")  # an editor's byte order mark, final newlines
     try:
@@ -129,16 +130,39 @@ def _download_url(settings, row: dict[str, Any]) -> str | None:
     return storage.presigned_url(job_key(row["id"], VIDEO_NAME), settings.presign_expiry_s)
 
 
+def _prompt_and_storyboard(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The prompt (argument or file) and the storyboard's text (or None); raises PromptFileError."""
+    storyboard = None
+    if args.storyboard is not None:
+        storyboard = read_prompt_file(args.storyboard, what="storyboard")
+    if args.prompt_file is not None:
+        return read_prompt_file(args.prompt_file), storyboard
+    if args.prompt is None and storyboard is not None:
+        return _film_title(storyboard), storyboard
+    return args.prompt, storyboard
+
+
+def _film_title(storyboard: str) -> str:
+    """A film submitted without a prompt is named after its title, or its first scene."""
+    try:
+        document = json.loads(storyboard)
+        title = document.get("title") or document["scenes"][0]["prompt"]
+        return title if isinstance(title, str) else ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "film"  # the storyboard itself is invalid: its validation says why
+
+
 def cmd_submit(args: argparse.Namespace, settings) -> int:
     from videogen.generation.registry import ModelRegistry
     from videogen.lifecycle import JobRequest
 
     try:
-        prompt = args.prompt if args.prompt_file is None else read_prompt_file(args.prompt_file)
+        prompt, storyboard = _prompt_and_storyboard(args)
     except PromptFileError as error:
         _report_error(args, error.code, error.message)
         return EXIT_REJECTED
     request = JobRequest(
+        storyboard=storyboard,
         user_id=args.user, prompt=prompt, negative_prompt=args.negative_prompt, model=args.model,
         width=args.width, height=args.height, num_frames=args.num_frames, fps=args.fps, steps=args.steps,
         guidance_scale=args.guidance_scale, seed=args.seed, quality_preset=args.quality_preset,
@@ -318,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--prompt-file", metavar="PATH",
                         help="read the prompt from a UTF-8 file ('-': standard input); trailing line breaks "
                              "are dropped")
+    submit.add_argument("--storyboard", metavar="PATH",
+                        help="make a film: a JSON storyboard of scenes ('-': standard input); the prompt is then "
+                             "the film's title (default: its first scene's prompt)")
     submit.add_argument("--user", default="cli", help="user id (default: cli)")
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--model", default=None, help="registered model name (default: tiny)")
@@ -400,7 +427,7 @@ def _check_submit_arguments(submit: argparse.ArgumentParser):
     def check(args: argparse.Namespace) -> None:
         if args.prompt is not None and args.prompt_file is not None:
             submit.error("give the prompt either as an argument or with --prompt-file, not both")
-        if args.prompt is None and args.prompt_file is None:
+        if args.prompt is None and args.prompt_file is None and args.storyboard is None:
             submit.error("the prompt is required: give it as an argument or with --prompt-file PATH "
                          "('-' reads standard input)")
 
@@ -466,13 +493,20 @@ def _run_through_api(args: argparse.Namespace) -> int:
         with ApiClient(args.api, key) as api:
             if args.command == "submit":
                 try:
-                    prompt = args.prompt if args.prompt_file is None else read_prompt_file(args.prompt_file)
+                    prompt, storyboard = _prompt_and_storyboard(args)
                 except PromptFileError as error:
                     _report_error(args, error.code, error.message)
                     return EXIT_REJECTED
                 if isinstance(prompt, bytes):
                     prompt = prompt.decode("utf-8", errors="replace")
-                created, job = api.submit(_api_request_body(args, prompt), args.idempotency_key)
+                body = _api_request_body(args, prompt)
+                if storyboard is not None:
+                    try:  # the API takes the storyboard as JSON; text that is not JSON goes as text and is refused there
+                        body["storyboard"] = json.loads(storyboard)
+                    except (ValueError, TypeError):
+                        body["storyboard"] = storyboard if isinstance(storyboard, str) else storyboard.decode(
+                            "utf-8", errors="replace")
+                created, job = api.submit(body, args.idempotency_key)
                 note = "" if created else " (existing job for this idempotency key)"
                 _emit(args, job, f"job {job['id']} {job['status']}{note}")
             elif args.command == "status":

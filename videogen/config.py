@@ -191,6 +191,8 @@ class Settings(BaseSettings):
     vae_tiling: bool = _var("VIDEOGEN_VAE_TILING", "decode the VAE in tiles (large frames on small GPUs)",
                             default=False)
     model_registry_path: str = _var("VIDEOGEN_MODEL_REGISTRY", "JSON file of extra model specs", default="")
+    voice_registry_path: str = _var("VIDEOGEN_VOICE_REGISTRY", "JSON file of extra narration voices (films)",
+                                    default="")
     pipeline_cache_size: int = _var("VIDEOGEN_PIPELINE_CACHE_SIZE",
                                     "loaded pipelines a worker keeps (least recently used dropped)", default=1, ge=1)
     # Serving (Ray Serve): where generate_frames sends its requests; unset = generate in the run's process

@@ -168,8 +168,9 @@ def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any) -> En
     return replace(encoded, qa=report.to_dict())
 
 
-def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOutputs:
-    """Upload video, thumbnails and metadata.json (last: it lists the others' checksums), verified."""
+def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs, *, film: dict[str, Any] | None = None) -> StoredOutputs:
+    """Upload video, thumbnails and metadata.json (last: it lists the others' checksums), verified.
+    ``film``: a film's storyboard, scenes and timings, recorded in metadata.json."""
     from datetime import datetime, timezone
 
     from videogen.encoding.metadata import build_metadata, current_code_version, output_digests, write_metadata
@@ -200,6 +201,7 @@ def upload(storage: Any, job: ValidatedJob, encoded: EncodedOutputs) -> StoredOu
             created_at=datetime.now(timezone.utc),
             encoding=encoded.encoder,
             quality=encoded.qa or None,
+            film=film,
         )
         paths[METADATA_NAME] = write_metadata(work / METADATA_NAME, metadata)
         stored = upload_job_outputs(storage, job.job_id, paths)

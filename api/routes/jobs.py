@@ -69,7 +69,8 @@ def job_out(ctx: ApiContext, job: dict[str, Any], queue_position: int | None = N
         started_at=job["started_at"], finished_at=job["finished_at"],
         credits=None if job["credits"] is None else str(job["credits"]), gpu_seconds=job["gpu_seconds"],
         video_url=_download_url(ctx, job, job["output_uri"], "video"),
-        thumbnail_url=_download_url(ctx, job, job["thumbnail_uri"], "thumbnail"), error=error)
+        thumbnail_url=_download_url(ctx, job, job["thumbnail_uri"], "thumbnail"), error=error,
+        storyboard=job.get("storyboard") if isinstance(job.get("storyboard"), dict) else None)
 
 
 def visible_job(ctx: ApiContext, principal: Principal, job_id: int) -> dict[str, Any]:

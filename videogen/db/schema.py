@@ -11,6 +11,7 @@ writes (status, timestamps, outputs, metering) is strongly typed.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
@@ -80,6 +81,10 @@ jobs = sa.Table(
     sa.Column("error_message", sa.Text),
     # Where the final status is POSTed (migration 0004; API submissions).
     sa.Column("callback_url", sa.Text),
+    # A film's storyboard (JSON), a spoken prompt's object key and its transcript (migration 0006).
+    sa.Column("storyboard", postgresql.JSONB),
+    sa.Column("audio_prompt_key", sa.Text),
+    sa.Column("transcript", sa.Text),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="jobs_status_check"
     ),

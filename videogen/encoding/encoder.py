@@ -210,10 +210,16 @@ def iter_frame_chunks(frames: np.ndarray, chunk_bytes: int = PIPE_CHUNK_BYTES):
         yield np.ascontiguousarray(frames[start : start + frames_per_chunk])
 
 
-def _run_ffmpeg(args: list[str], frames: np.ndarray) -> None:
+def run_ffmpeg_with_frames(args: list[str], frames: np.ndarray, *, cwd: str | os.PathLike[str] | None = None) -> None:
+    """Run ffmpeg ``args`` (reading rgb24 rawvideo on ``pipe:0``) and write ``frames`` to it; raises
+    EncodingError with the end of ffmpeg's stderr when it fails."""
+    _run_ffmpeg(args, frames, cwd=cwd)
+
+
+def _run_ffmpeg(args: list[str], frames: np.ndarray, *, cwd: str | os.PathLike[str] | None = None) -> None:
     try:
         process = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd
         )
     except FileNotFoundError as exc:
         raise EncodingError(

@@ -64,6 +64,7 @@ def build_metadata(
     encoding: Mapping[str, Any] | None = None,
     model_source_location: str | None = None,
     quality: Mapping[str, Any] | None = None,
+    film: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata.json document.
 
@@ -72,7 +73,8 @@ def build_metadata(
     ``encoding``: the encoder settings (``EncoderSettings.to_dict()``, plus the ffmpeg version).
     ``model_source``/``model_source_location``: what was loaded and from where, as
     ``ModelSpec.recorded_source`` gives them (``model_cache``, ``hub`` or ``local_directory``).
-    ``quality``: the QA gates' report (``QaReport.to_dict()``); the key is left out when None.
+    ``quality``: the QA gates' report (``QaReport.to_dict()``); ``film``: a film's storyboard, scenes
+    and timings; each key is left out when None.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be the integer the generator was seeded with, got {seed!r}")
@@ -101,6 +103,8 @@ def build_metadata(
     }
     if quality is not None:
         document["quality"] = _json_copy(dict(quality), "quality")
+    if film is not None:
+        document["film"] = _json_copy(dict(film), "film")
     return document
 
 

@@ -26,6 +26,7 @@ class JobQueue:
         ready = (
             sa.select(
                 jobs.c.id, jobs.c.user_id, jobs.c.model, jobs.c.priority, jobs.c.submission,
+                jobs.c.storyboard.isnot(None).label("film"),
                 sa.func.row_number().over(partition_by=jobs.c.user_id, order_by=jobs.c.id).label("user_rank"),
             )
             .where(jobs.c.status == "pending",
@@ -33,7 +34,7 @@ class JobQueue:
             .subquery()
         )
         query = (
-            sa.select(ready.c.id, ready.c.user_id, ready.c.model, ready.c.priority, ready.c.submission)
+            sa.select(ready.c.id, ready.c.user_id, ready.c.model, ready.c.priority, ready.c.submission, ready.c.film)
             .order_by(ready.c.user_rank, ready.c.id)
             .limit(limit)
         )

@@ -35,6 +35,7 @@ class JobRequest:
     priority: int = 0
     idempotency_key: str | None = None
     callback_url: str | None = None  # checked by the caller (videogen.webhooks.check_callback_url)
+    storyboard: Any = None  # a film (videogen.film.storyboard): JSON text or a decoded object
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,31 @@ def _storable(value: Any) -> Any:
 
 def _as_text(value: Any) -> str | None:
     return None if value is None else str(_storable(value))
+
+
+def price_of(raw: dict[str, Any], registry: ModelRegistry) -> Decimal:
+    """Validate a request (a clip, or a film when it has a storyboard) and return its price in credits."""
+    if raw.get("storyboard") is not None:
+        from videogen.film.plan import validate_film
+
+        return validate_film(raw, registry, seed_if_missing=0).credits
+    return validate_request(raw, registry, seed_if_missing=0).credits
+
+
+def storable_storyboard(raw: Any) -> Any:
+    """A storyboard as the JSONB column stores it: a decoded document (text that is not JSON is kept as
+    a JSON string, so the run rejects it with the parser's message instead of the insert failing)."""
+    import json
+
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw).decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return _storable(raw)
+    # PostgreSQL's JSONB refuses NUL characters (\u0000) anywhere in a document.
+    return json.loads(json.dumps(raw).replace("\\u0000", "\\ufffd"))
 
 
 def lock_user(conn: sa.Connection, user_id: str) -> None:
@@ -109,7 +135,7 @@ class JobSubmissions:
         price: Decimal | None = None
         if registry is not None:
             try:
-                price = validate_request(request.__dict__, registry, seed_if_missing=0).credits
+                price = price_of(request.__dict__, registry)
             except ValidationError as exc:
                 error = exc
         values = {
@@ -120,6 +146,8 @@ class JobSubmissions:
             "idempotency_key": request.idempotency_key,
             "callback_url": request.callback_url,
         }
+        if request.storyboard is not None:
+            values["storyboard"] = storable_storyboard(request.storyboard)
         for name in REQUEST_PARAMETERS:
             raw = getattr(request, name)
             if raw is not None:

@@ -1,0 +1,56 @@
+"""Films through the API and the CLI: a storyboard is priced as the sum of its scenes, stored on the row,
+shown back; a bad storyboard is 422 with the field at fault, and costs nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+
+from tests.api.test_auth import error_of
+from tests.api.test_jobs_api import balance
+
+BOARD = {"scenes": [{"prompt": "a fox wakes", "duration_s": 1, "narration": "The fox wakes."},
+                    {"prompt": "a fox runs", "duration_s": 2}],
+         "voice": "rms", "music": "generated", "subtitles": "sidecar"}
+# 8 shown frames → 9 generated, 16 → 17; at 64×64 and 4 steps: 0.1475 + 0.2786 credits.
+BOARD_PRICE = Decimal("0.1475") + Decimal("0.2786")
+
+
+def test_a_storyboard_submission_reserves_the_films_price(api, user):
+    with api.client(**user.headers) as http:
+        response = http.post("/api/v1/jobs", json={"prompt": "the fox's morning", "storyboard": BOARD})
+        assert response.status_code == 201, response.text
+        job = response.json()
+        assert job["storyboard"] == BOARD and job["prompt"] == "the fox's morning"
+        assert balance(api, user.id) == Decimal("100") - BOARD_PRICE
+        assert http.get(f"/api/v1/jobs/{job['id']}").json()["storyboard"] == BOARD
+
+
+def test_a_bad_storyboard_is_422_with_its_field_and_costs_nothing(api, user):
+    with api.client(**user.headers) as http:
+        bad = {**BOARD, "scenes": [{**BOARD["scenes"][0], "duration_s": -1}]}
+        response = http.post("/api/v1/jobs", json={"prompt": "t", "storyboard": bad})
+        assert error_of(response) == (422, "invalid_scene_duration",
+                                      "storyboard.scenes[0].duration_s: -1 is out of range: allowed 0.5 to 20 seconds")
+        assert response.json()["error"].get("job_id") is not None  # stored as rejected, like a bad clip
+        unknown = http.post("/api/v1/jobs", json={"prompt": "t", "storyboard": {**BOARD, "voice": "hal"}})
+        assert error_of(unknown)[1] == "unknown_voice"
+        assert balance(api, user.id) == Decimal("100")
+
+
+def test_the_cli_submits_a_storyboard_file_through_the_api(api, user, tmp_path):
+    board = tmp_path / "film.json"
+    board.write_text(json.dumps(BOARD))
+    env = {**os.environ, "VIDEOGEN_API_KEY": user.key}
+    out = subprocess.run([sys.executable, "-m", "videogen.cli", "submit", "--api", api.url, "--storyboard", str(board),
+                          "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["prompt"] == "a fox wakes" and job["storyboard"] == BOARD  # titled after its first scene
+    board.write_text("{not json")
+    out = subprocess.run([sys.executable, "-m", "videogen.cli", "submit", "--api", api.url, "--storyboard", str(board)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "storyboard" in out.stderr
