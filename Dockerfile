@@ -92,7 +92,7 @@ RUN set -eu; \
 # runtime: what both flavours share (ffmpeg; flite and espeak-ng for films' voice-over). No compilers, a non-root user, writable state only where needed.
 FROM ${PYTHON_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg flite espeak-ng tini ca-certificates \
+ && apt-get install -y --no-install-recommends ffmpeg flite espeak-ng fonts-dejavu-core tini ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric UID/GID, so that Kubernetes can enforce runAsNonRoot and fsGroup matches.
 RUN groupadd --gid 10001 videogen \

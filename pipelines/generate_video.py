@@ -85,15 +85,17 @@ def _run_stage(
 
 @dg.op(
     out=dg.Out(stages.ValidatedJob, is_required=False),
-    description="Claims the job (status running) and validates prompt and parameters; invalid → rejected.",
+    description="Claims the job (status running), transcribes an audio prompt, and validates prompt and "
+    "parameters; invalid → rejected.",
 )
-def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generation: GenerationResource) -> Iterator[dg.Output]:
+def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generation: GenerationResource,
+                    storage: StorageResource) -> Iterator[dg.Output]:
     job_id = _job_id(context)
     try:
         record = context.instance.get_run_record_by_id(context.run_id)
         validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id,
                                               run_created_at=record.create_timestamp if record else None,
-                                              model_cache=generation.model_cache)
+                                              model_cache=generation.model_cache, storage=storage.client())
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return

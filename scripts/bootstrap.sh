@@ -3,13 +3,14 @@
 #   Debian: PostgreSQL server, ffmpeg, a Java runtime and the PostgreSQL JDBC jar (for Spark), Chromium
 #   (the web app's browser tests drive it with Playwright), Prometheus and Alertmanager (promtool and
 #   amtool check the alert rules and routing; the tests start a real Prometheus), flite and espeak-ng
-#   (offline text-to-speech for films' voice-over).
+#   (offline text-to-speech for films' voice-over) and a font for subtitles burned into films.
 #   Python: a virtual environment in .venv with the project and its pinned dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in postgresql ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager flite espeak-ng; do
+for pkg in postgresql ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager flite espeak-ng \
+           fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || missing+=("openjdk-17-jre-headless")

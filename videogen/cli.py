@@ -142,6 +142,24 @@ def _prompt_and_storyboard(args: argparse.Namespace) -> tuple[Any, Any]:
     return args.prompt, storyboard
 
 
+def _upload_audio_prompt(settings, user: str, path: str) -> str:
+    """Upload the audio file under ``uploads/<user>/<sha256>.<ext>``; its key."""
+    import hashlib
+    from pathlib import Path
+
+    from videogen.storage.factory import storage_from_settings
+
+    source = Path(path)
+    if not source.is_file():
+        raise PromptFileError("audio_prompt_unreadable", f"cannot read the audio prompt {path!r}: no such file")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
+    suffix = "".join(ch for ch in source.suffix.lower() if ch.isalnum() or ch == ".")[:8]
+    safe_user = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in user)[:64] or "user"
+    key = f"uploads/{safe_user}/audio-{digest}{suffix}"
+    storage_from_settings(settings).put_file(key, source)
+    return key
+
+
 def _film_title(storyboard: str) -> str:
     """A film submitted without a prompt is named after its title, or its first scene."""
     try:
@@ -158,11 +176,15 @@ def cmd_submit(args: argparse.Namespace, settings) -> int:
 
     try:
         prompt, storyboard = _prompt_and_storyboard(args)
+        audio_prompt_key = None
+        if args.audio_prompt is not None:
+            audio_prompt_key = _upload_audio_prompt(settings, args.user, args.audio_prompt)
+            prompt = ""
     except PromptFileError as error:
         _report_error(args, error.code, error.message)
         return EXIT_REJECTED
     request = JobRequest(
-        storyboard=storyboard,
+        storyboard=storyboard, audio_prompt_key=audio_prompt_key,
         user_id=args.user, prompt=prompt, negative_prompt=args.negative_prompt, model=args.model,
         width=args.width, height=args.height, num_frames=args.num_frames, fps=args.fps, steps=args.steps,
         guidance_scale=args.guidance_scale, seed=args.seed, quality_preset=args.quality_preset,
@@ -182,7 +204,7 @@ def cmd_submit(args: argparse.Namespace, settings) -> int:
 STATUS_FIELDS = ("id", "user_id", "status", "stage", "progress", "model", "width", "height", "num_frames", "fps",
                  "steps", "seed", "quality_preset", "priority", "attempts", "created_at", "started_at",
                  "finished_at", "run_id", "worker", "output_uri", "output_size_bytes", "output_sha256", "gpu_seconds",
-                 "credits", "error_code", "error_message")
+                 "credits", "error_code", "error_message", "transcript")
 
 
 def cmd_status(args: argparse.Namespace, settings) -> int:
@@ -345,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--storyboard", metavar="PATH",
                         help="make a film: a JSON storyboard of scenes ('-': standard input); the prompt is then "
                              "the film's title (default: its first scene's prompt)")
+    submit.add_argument("--audio-prompt", metavar="PATH",
+                        help="speak the prompt: a WAV, MP3, M4A or OGG file (at most 60 s), uploaded to the bucket "
+                             "and transcribed offline by the run; the transcript becomes the prompt")
     submit.add_argument("--user", default="cli", help="user id (default: cli)")
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--model", default=None, help="registered model name (default: tiny)")
@@ -427,7 +452,11 @@ def _check_submit_arguments(submit: argparse.ArgumentParser):
     def check(args: argparse.Namespace) -> None:
         if args.prompt is not None and args.prompt_file is not None:
             submit.error("give the prompt either as an argument or with --prompt-file, not both")
-        if args.prompt is None and args.prompt_file is None and args.storyboard is None:
+        if args.audio_prompt is not None and (args.prompt is not None or args.prompt_file is not None):
+            submit.error("give either a prompt or --audio-prompt, not both")
+        if args.audio_prompt is not None and args.api:
+            submit.error("--audio-prompt uploads to the bucket: use it without --api")
+        if args.prompt is None and args.prompt_file is None and args.storyboard is None and args.audio_prompt is None:
             submit.error("the prompt is required: give it as an argument or with --prompt-file PATH "
                          "('-' reads standard input)")
 

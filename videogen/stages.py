@@ -69,7 +69,7 @@ class JobNotRunnable(Exception):
 
 def claim_and_validate(
     store: JobStore, registry: ModelRegistry, job_id: int, run_id: str, *, run_created_at: datetime | None = None,
-    model_cache: Path | str | None = None,
+    model_cache: Path | str | None = None, storage: Any = None,
 ) -> ValidatedJob:
     """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``.
 
@@ -81,6 +81,8 @@ def claim_and_validate(
         status = store.reads.status_of(job_id)
         raise JobNotRunnable(f"job {job_id} is {status}; run {run_id} will not process it")
     try:
+        if row.get("audio_prompt_key"):
+            row = _transcribed(store, storage, row, run_id)
         request = validate_request(row, registry, seed_if_missing=random_seed())
     except ValidationError as error:
         store.runs.reject(job_id, error, run_id)
@@ -92,6 +94,20 @@ def claim_and_validate(
     location, source = spec.recorded_source(_model_cache(model_cache))
     return ValidatedJob(job_id=job_id, user_id=row["user_id"], request=request, model_revision=spec.revision,
                         pipeline_class=spec.pipeline_class, model_source=source, model_source_location=location)
+
+
+def _transcribed(store: JobStore, storage: Any, row: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The row with its audio prompt's transcript as the prompt (also stored on the job)."""
+    from videogen.audio_prompt import transcribe_prompt
+
+    if storage is None:
+        raise ValueError("a job with an audio prompt needs the storage to read it from")
+    transcript = transcribe_prompt(storage, row["audio_prompt_key"])
+    store.runs.save_transcript(row["id"], transcript.text)
+    store.runs.record_event(row["id"], stage="validate", run_id=run_id,
+                            message=f"audio prompt ({transcript.format}, {transcript.duration_s:.1f} s) "
+                                    f"transcribed: {transcript.text!r}")
+    return {**row, "prompt": transcript.text, "transcript": transcript.text}
 
 
 def _model_cache(given: Path | str | None) -> Path | None:

@@ -84,6 +84,12 @@ class JobRuns:
                 guidance_scale=repr(request.guidance_scale), seed=str(request.seed),
                 quality_preset=request.quality_preset, credits=request.credits, updated_at=sa.func.now()))
 
+    def save_transcript(self, job_id: int, transcript: str) -> None:
+        """An audio prompt's transcript, which becomes the job's prompt."""
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                transcript=transcript, prompt=transcript, updated_at=sa.func.now()))
+
     def record_event(self, job_id: int, *, stage: str, message: str, run_id: str | None = None) -> None:
         """Append an audit event without changing the status (stage progress, retries)."""
         with self.engine.begin() as conn:

@@ -36,6 +36,7 @@ class JobRequest:
     idempotency_key: str | None = None
     callback_url: str | None = None  # checked by the caller (videogen.webhooks.check_callback_url)
     storyboard: Any = None  # a film (videogen.film.storyboard): JSON text or a decoded object
+    audio_prompt_key: str | None = None  # a spoken prompt in the bucket, transcribed by the run
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def _as_text(value: Any) -> str | None:
 
 def price_of(raw: dict[str, Any], registry: ModelRegistry) -> Decimal:
     """Validate a request (a clip, or a film when it has a storyboard) and return its price in credits."""
+    if raw.get("audio_prompt_key") and not (isinstance(raw.get("prompt"), str) and raw["prompt"].strip()):
+        raw = {**raw, "prompt": "(the transcript of the audio prompt)"}  # checked once transcribed, by the run
     if raw.get("storyboard") is not None:
         from videogen.film.plan import validate_film
 
@@ -148,6 +151,14 @@ class JobSubmissions:
         }
         if request.storyboard is not None:
             values["storyboard"] = storable_storyboard(request.storyboard)
+        if request.audio_prompt_key is not None:
+            from videogen.storage.base import validate_key
+
+            try:
+                values["audio_prompt_key"] = validate_key(str(request.audio_prompt_key))
+            except ValueError as exc:
+                raise ValidationError(f"audio_prompt_key: {exc}", code="invalid_audio_prompt",
+                                      field="audio_prompt") from None
         for name in REQUEST_PARAMETERS:
             raw = getattr(request, name)
             if raw is not None:
