@@ -143,19 +143,16 @@ def _prompt_and_storyboard(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _upload_audio_prompt(settings, user: str, path: str) -> str:
-    """Upload the audio file under ``uploads/<user>/<sha256>.<ext>``; its key."""
-    import hashlib
+    """Upload the audio file under the user's uploads (videogen.storage.uploads); its key."""
     from pathlib import Path
 
     from videogen.storage.factory import storage_from_settings
+    from videogen.storage.uploads import upload_key
 
     source = Path(path)
     if not source.is_file():
         raise PromptFileError("audio_prompt_unreadable", f"cannot read the audio prompt {path!r}: no such file")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
-    suffix = "".join(ch for ch in source.suffix.lower() if ch.isalnum() or ch == ".")[:8]
-    safe_user = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in user)[:64] or "user"
-    key = f"uploads/{safe_user}/audio-{digest}{suffix}"
+    key = upload_key(user, source, kind="audio")
     storage_from_settings(settings).put_file(key, source)
     return key
 

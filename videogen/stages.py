@@ -99,9 +99,11 @@ def claim_and_validate(
 def _transcribed(store: JobStore, storage: Any, row: dict[str, Any], run_id: str) -> dict[str, Any]:
     """The row with its audio prompt's transcript as the prompt (also stored on the job)."""
     from videogen.audio_prompt import transcribe_prompt
+    from videogen.storage.uploads import check_owned
 
     if storage is None:
         raise ValueError("a job with an audio prompt needs the storage to read it from")
+    check_owned(row["audio_prompt_key"], row["user_id"], field="audio_prompt", code="audio_not_found")
     transcript = transcribe_prompt(storage, row["audio_prompt_key"])
     store.runs.save_transcript(row["id"], transcript.text)
     store.runs.record_event(row["id"], stage="validate", run_id=run_id,

@@ -142,6 +142,18 @@ def test_a_missing_music_file_rejects_the_film(store, run_film):
                                     "the music file first or choose \"generated\"")
 
 
+def test_music_from_another_users_files_or_a_jobs_outputs_is_refused(store, run_film, storage, tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"RIFF")
+    for key in ("uploads/bob/theme.mp3", "videos/1/video.mp4"):
+        storage.client().put_file(key, tmp_path / "x.wav")
+        job_id = submit(store, storyboard(music={"key": key}))
+        assert run_film(job_id).success
+        row = store.reads.get(job_id)
+        assert (row["status"], row["error_code"]) == ("rejected", "music_not_found")
+        assert row["error_message"] == (f"storyboard.music.key: {key!r} is not one of your uploads; upload the file "
+                                        "under uploads/ana/")
+
+
 def test_a_users_music_file_is_looped_under_the_voice(store, run_film, storage, tmp_path):
     tone = tmp_path / "theme.ogg"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=330:duration=1", "-c:a", "libvorbis",

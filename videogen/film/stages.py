@@ -26,6 +26,7 @@ from videogen.film.plan import FilmPlan, ScenePlan, plan_film, validate_film
 from videogen.film.voices import VoiceRegistry
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import JobStore, random_seed
+from videogen.storage.uploads import check_owned
 
 SCENE_CACHE_PREFIX = "cache/scenes/"
 SRT_NAME = "subtitles.srt"
@@ -71,6 +72,8 @@ def claim_and_plan(store: JobStore, registry: ModelRegistry, storage: Any, job_i
     try:
         film = validate_film(row, registry, seed_if_missing=random_seed(), voices=voices)
         music = film.storyboard.music
+        if music is not None and not film.storyboard.music_generated:
+            check_owned(music, row["user_id"], field="storyboard.music.key", code="music_not_found")
         if music is not None and not film.storyboard.music_generated and not storage.exists(music):
             raise ValidationError(f"storyboard.music.key: no object {music!r} in the bucket; upload the music file "
                                   "first or choose \"generated\"", code="music_not_found", field="storyboard.music.key")
