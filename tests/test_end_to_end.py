@@ -114,10 +114,38 @@ def test_rows_become_verified_videos(platform):
         events = store.reads.events(job_id)
         stages = [e["stage"] for e in events]
         assert stages[:3] == ["submit", "queue", "validate"] and stages[-1] == "done"
-        assert {"generate", "encode", "upload"} <= set(stages)
+        assert {"generate", "encode", "qa", "upload"} <= set(stages)
         assert row["gpu_seconds"] > 0 and float(row["credits"]) > 0 and row["attempts"] == 1
     for job_id in ids:
         assert_trail_in_lifecycle_order(store.reads.events(job_id), rows[job_id])
+
+
+def test_a_storyboard_row_becomes_a_film_through_the_daemon_and_serve(platform):
+    """SQL row with a storyboard → sensor → generate_film run (scenes through the Serve app) → one MP4
+    with sound and chapters, its SRT, and the QA gates passed."""
+    import json as json_module
+    import subprocess
+
+    engine, store = platform["engine"], platform["store"]
+    board = {"scenes": [{"prompt": "a red fox wakes", "duration_s": 1, "narration": "The fox wakes.",
+                         "transition": "crossfade"},
+                        {"prompt": "a red fox running in snow", "duration_s": 1.5}],
+             "music": "generated", "subtitles": "sidecar"}
+    film = insert(engine, user_id="ana", prompt="the fox's morning", seed="5", storyboard=json_module.dumps(board))
+    rows = wait_until(lambda: final_statuses(store, [film]), 600, f"film {film} to finish; see {platform['log']}")
+    row = rows[film]
+    assert row["status"] == "succeeded", row["error_message"]
+    folder = Path(platform["env"]["VIDEOGEN_HOME"]) / "storage" / "jobs-outputs" / "videos" / str(film)
+    facts = json_module.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_chapters", "-of", "json", str(folder / "video.mp4")],
+        capture_output=True, check=True).stdout)
+    assert {s["codec_type"] for s in facts["streams"]} >= {"video", "audio"} and len(facts["chapters"]) == 2
+    assert "The fox wakes." in (folder / "subtitles.srt").read_text()
+    metadata = json_module.loads((folder / "metadata.json").read_text())
+    assert metadata["quality"]["passed"] and [s["from_cache"] for s in metadata["film"]["scenes"]] == [False, False]
+    events = [e["message"] for e in store.reads.events(film)]
+    assert "scene 1 of 2 ready, generated" in " ".join(events) and row["run_id"]
+    assert_trail_in_lifecycle_order(store.reads.events(film), row)
 
 
 def test_a_killed_worker_does_not_leave_the_job_running(platform):

@@ -14,9 +14,9 @@ ffmpeg for):
   sample peak stays below full scale;
 * ``subtitles``: every cue lies inside the video, ends after it starts, and follows the previous one.
 
-Two ffmpeg processes per file: ffprobe counts the frames (a full decode), and one ``ffmpeg`` pass runs
-the detectors (and the loudness meter) over a second decode while its log level tags every decoder
-error. A failed gate raises :class:`QualityGateError` whose ``code`` names the gate (``qa_*``): a
+Two processes per file: ffprobe reads the stream headers, and one ``ffmpeg`` decode runs the detectors
+(and the loudness meter), counts the frames (``-progress``) and tags every decoder error with its
+log level. A failed gate raises :class:`QualityGateError` whose ``code`` names the gate (``qa_*``): a
 permanent failure, the file is not what was asked for and retrying the same work gives the same file.
 """
 
@@ -151,7 +151,7 @@ def check_output(path: str | Path, expected: Expectations, *, ffmpeg: str = "ffm
         "decodes end to end" if not decode_errors and scan["returncode"] == 0
         else f"decoding failed: {(decode_errors or ['ffmpeg exit status ' + str(scan['returncode'])])[0]}"))
     video = next(s for s in streams["streams"] if s.get("codec_type") == "video")
-    report.gates.append(_format_gate(video, expected, report.measured))
+    report.gates.append(_format_gate(video, scan["frames"], expected, report.measured))
     report.gates.extend(_run_gates(scan, expected, report.measured))
     if expected.audio_lufs is not None:
         report.gates.extend(_audio_gates(streams, scan, expected, report.measured))
@@ -178,8 +178,9 @@ def _finish(report: QaReport, started: float) -> QaReport:
 
 
 def _probe(path: Path, ffprobe: str) -> dict[str, Any] | None:
-    args = [ffprobe, "-v", "error", "-count_frames", "-show_entries",
-            "stream=codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,duration,channels"
+    # Headers only: the frames are counted by the detectors' decode (_scan), not by a second one here.
+    args = [ffprobe, "-v", "error", "-show_entries",
+            "stream=codec_type,codec_name,width,height,r_frame_rate,duration,channels"
             ":format=duration", "-of", "json", str(path)]
     try:
         completed = subprocess.run(args, capture_output=True, timeout=TIMEOUT_S, check=False)
@@ -206,7 +207,7 @@ def _scan(path: Path, expected: Expectations, *, has_audio: bool, ffmpeg: str) -
     frame = 1 / expected.fps
     video_filters = (f"blackdetect=d={frame:.6f}:pix_th={BLACK_PIXEL_THRESHOLD},"
                      f"freezedetect=n={FREEZE_NOISE_DB}dB:d={frame:.6f}")
-    args = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "level+info", "-i", str(path),
+    args = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "level+info", "-progress", "pipe:1", "-i", str(path),
             "-map", "0:v:0", "-vf", video_filters]
     if has_audio and expected.audio_lufs is not None:
         args += ["-map", "0:a:0", "-af", "ebur128=peak=sample"]
@@ -227,7 +228,9 @@ def _scan(path: Path, expected: Expectations, *, has_audio: bool, ffmpeg: str) -
     summary = log[log.rfind("Summary:"):] if "Summary:" in log else ""
     integrated = _INTEGRATED.search(summary)
     peak = _PEAK.search(summary)
+    counted = re.findall(r"^frame=(\d+)$", completed.stdout.decode("ascii", "replace"), re.M)
     return {
+        "frames": int(counted[-1]) if counted else 0,
         "returncode": completed.returncode,
         "errors": errors,
         "black": [(float(a), float(b)) for a, b, _ in _BLACK.findall(log)],
@@ -242,8 +245,7 @@ def _rate(text: str) -> float:
     return float(Fraction(int(num), int(den or 1))) if int(den or 1) else 0.0
 
 
-def _format_gate(video: dict[str, Any], expected: Expectations, measured: dict[str, Any]) -> GateResult:
-    frames = int(video.get("nb_read_frames") or 0)
+def _format_gate(video: dict[str, Any], frames: int, expected: Expectations, measured: dict[str, Any]) -> GateResult:
     fps = _rate(video.get("r_frame_rate", "0/1"))
     duration = frames / fps if fps else 0.0
     measured.update(codec=video.get("codec_name"), width=video.get("width"), height=video.get("height"),
