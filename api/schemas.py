@@ -131,6 +131,7 @@ class JobDraft(BaseModel):
     guidance_scale: Scalar = None
     seed: Scalar = None
     quality_preset: Scalar = None
+    storyboard: dict[str, Any] | None = None
 
 
 class ProblemOut(BaseModel):

@@ -1,7 +1,8 @@
 """Job ``submit_prompt``: an operator submits a new request from the Dagster launchpad.
 
 The op only inserts a ``pending`` row (through the same code as ``videogen submit``); the
-pending-jobs sensor then launches its ``generate_video`` run like for any other request.
+pending-jobs sensor then launches its ``generate_video`` run (``generate_film`` with a storyboard)
+like for any other request.
 """
 
 
@@ -28,6 +29,10 @@ class SubmitPromptConfig(dg.Config):
     quality_preset: str = Field(default="STANDARD", description="STANDARD, HD or ULTRA encoder settings.")
     priority: int = Field(default=0, description="Higher runs first in the run queue.")
     idempotency_key: str | None = Field(default=None, description="Resubmitting the same key returns the same job.")
+    storyboard: str | None = Field(default=None, description=(
+        'Makes a film (the prompt is its title): JSON such as {"scenes": [{"prompt": "a fox wakes", "duration_s": 3, '
+        '"narration": "At dawn, the fox wakes.", "transition": "crossfade"}, {"prompt": "a fox runs", "duration_s": 4}], '
+        '"voice": "slt", "music": "generated", "subtitles": "burned"}; empty = a clip.'))
 
 
 @dg.op(description="Inserts the request into `jobs` (pending); rejected at once if invalid.")

@@ -118,6 +118,18 @@ def test_launchpad_submission_inserts_a_pending_row(store, database_url, tmp_pat
     assert (row["status"], row["user_id"], row["width"], row["seed"]) == ("pending", "operator-1", "96", "4")
 
 
+def test_launchpad_submission_of_a_storyboard_makes_a_film_row(store, database_url, tmp_path):
+    board = '{"scenes": [{"prompt": "a fox wakes", "duration_s": 2}, {"prompt": "a fox runs", "duration_s": 1}]}'
+    result = submit_from_launchpad(database_url, tmp_path, prompt="the fox's day", storyboard=board)
+    assert result.success
+    row = store.reads.get(result.output_for_node("insert_job_request"))
+    assert row["status"] == "pending" and row["storyboard"]["scenes"][1] == {"prompt": "a fox runs", "duration_s": 1}
+    bad = submit_from_launchpad(database_url, tmp_path, prompt="t", storyboard='{"scenes": []}')
+    failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "storyboard.scenes: is empty; a film needs at least one scene" in (
+        failure.step_failure_data.user_failure_data.description)
+
+
 def test_launchpad_submission_of_a_bad_request_says_why(store, database_url, tmp_path):
     result = submit_from_launchpad(database_url, tmp_path, prompt="a fox", width=100)
     assert not result.success

@@ -27,6 +27,7 @@ from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobP
 from videogen.accounts.users import Principal
 from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
+from videogen.film.plan import validate_film
 from videogen.lifecycle import JobRequest
 from videogen.storage.job_outputs import job_key
 from videogen.validation import given, validate_request
@@ -127,7 +128,10 @@ def quote(body: JobDraft, principal: Caller, ctx: Context) -> QuoteOut:
     balance = Decimal(ctx.users.get(principal.user_id)["credit_balance"])
     draft = body.model_dump()
     try:
-        checked = validate_request(draft, ctx.registry, seed_if_missing=0)
+        if draft.get("storyboard") is not None:  # a film: priced as the sum of its scenes' clips
+            checked = validate_film(draft, ctx.registry, seed_if_missing=0).request
+        else:
+            checked = validate_request(draft, ctx.registry, seed_if_missing=0)
     except ValidationError as problem:
         return QuoteOut(valid=False, error=ProblemOut(code=problem.code, message=problem.message,
                                                       field=problem.field),

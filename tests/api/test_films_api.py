@@ -54,3 +54,12 @@ def test_the_cli_submits_a_storyboard_file_through_the_api(api, user, tmp_path):
     out = subprocess.run([sys.executable, "-m", "videogen.cli", "submit", "--api", api.url, "--storyboard", str(board)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and "storyboard" in out.stderr
+
+
+def test_the_quote_prices_a_film_or_names_its_bad_field(api, user):
+    with api.client(**user.headers) as http:
+        quote = http.post("/api/v1/jobs/quote", json={"prompt": "t", "storyboard": BOARD}).json()
+        assert quote["valid"] and quote["credits"] == str(BOARD_PRICE)
+        bad = http.post("/api/v1/jobs/quote", json={"prompt": "t", "storyboard": {"scenes": []}}).json()
+        assert bad["error"] == {"code": "storyboard_no_scenes", "field": "storyboard.scenes",
+                                "message": "storyboard.scenes: is empty; a film needs at least one scene"}
