@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.generate_video import (
-    GENERATION_POOL, _job_id, _run_stage, finalize_job, generation_executor,
+    GENERATION_POOL, _job_id, _run_stage, finalize_job, generation_executor, run_quality_gates,
 )
 from pipelines.json_logger import json_console_logger
 from pipelines.partitions import video_jobs_partitions
@@ -107,16 +107,16 @@ def assemble_film(context: dg.OpExecutionContext, planned: film.PlannedFilm, cli
     return assembled
 
 
-@dg.op(description="Runs the QA gates on the film (decodes; size, frames, fps, duration; no black or frozen "
-       "run; audio loudness and clipping; subtitle timing); a failed gate fails the job with a qa_* code.")
+@dg.op(out=dg.Out(stages.EncodedOutputs, is_required=False),
+       description="Runs the QA gates on the film (decodes; size, frames, fps, duration; no black or frozen "
+       "run; audio loudness and clipping; subtitle timing); a failed gate fails the job with a qa_* code (or, "
+       "configured, regenerates once).")
 def check_film_quality(context: dg.OpExecutionContext, planned: film.PlannedFilm, assembled: film.AssembledFilm,
-                       jobs: JobsResource, quality: QualityResource) -> stages.EncodedOutputs:
-    checked = _run_stage(context, jobs, planned.job.job_id, "qa", "checking the film",
-                         lambda _: film.check_quality(planned, assembled, quality.limits()))
-    jobs.store().runs.record_event(planned.job.job_id, stage="qa", run_id=context.run_id,
-                                   message=f"quality gates passed ({', '.join(g['gate'] for g in checked.qa['gates'])}) "
-                                           f"in {checked.qa['seconds']:.2f} s")
-    return checked
+                       jobs: JobsResource, quality: QualityResource) -> Iterator[dg.Output]:
+    checked = run_quality_gates(context, jobs, quality, planned.job.job_id, "checking the film",
+                                lambda: film.check_quality(planned, assembled, quality.limits()))
+    if checked is not None:
+        yield dg.Output(checked)
 
 
 @dg.op(description="Uploads the film, subtitles, thumbnails and metadata.json (storyboard, scenes, QA) and "

@@ -28,7 +28,9 @@ from videogen import stages
 from videogen.deploy.profile import load_profile
 from videogen.errors import JobCanceledError, TransientError, ValidationError, VideogenError
 from videogen.heartbeat import JobHeartbeat
+from videogen.lifecycle import random_seed
 from videogen.logs import bind
+from videogen.qa import QualityGateError
 
 T = TypeVar("T")
 
@@ -160,22 +162,46 @@ def encode_video(
     return encoded
 
 
-@dg.op(description="Runs the output QA gates on the encoded video (decodes; size, frames, fps, duration; no "
-       "black or frozen run); a failed gate fails the job with a qa_* code.")
+# Gates that judge the generated content (not the encoding): another seed may pass them.
+REGENERABLE_GATES = ("qa_black_frames", "qa_frozen_frames")
+
+
+@dg.op(out=dg.Out(stages.EncodedOutputs, is_required=False),
+       description="Runs the output QA gates on the encoded video (decodes; size, frames, fps, duration; no "
+       "black or frozen run); a failed gate fails the job with a qa_* code (or, configured, regenerates once).")
 def check_quality(
     context: dg.OpExecutionContext, validated: stages.ValidatedJob, encoded: stages.EncodedOutputs,
     jobs: JobsResource, quality: QualityResource,
-) -> stages.EncodedOutputs:
-    checked = _run_stage(context, jobs, validated.job_id, "qa", "checking the output",
-                         lambda _: stages.check_quality(validated, encoded, quality.limits()))
-    jobs.store().runs.record_event(validated.job_id, stage="qa", run_id=context.run_id,
-                                   message=_qa_summary(checked.qa))
-    context.add_output_metadata({"qa_seconds": checked.qa["seconds"]})
+) -> Iterator[dg.Output]:
+    checked = run_quality_gates(context, jobs, quality, validated.job_id, "checking the output",
+                                lambda: stages.check_quality(validated, encoded, quality.limits()))
+    if checked is not None:
+        context.add_output_metadata({"qa_seconds": checked.qa["seconds"]})
+        yield dg.Output(checked)
+
+
+def run_quality_gates(context: dg.OpExecutionContext, jobs: JobsResource, quality: QualityResource, job_id: int,
+                      message: str, check: Callable[[], stages.EncodedOutputs]) -> stages.EncodedOutputs | None:
+    """Run the gates; on success record them. A black or frozen run, when VIDEOGEN_QA_REGENERATE is on
+    and the job was not regenerated before, sends the job back to the queue with a new seed (None:
+    nothing more for this run); any other failure fails the job (qa_* code)."""
+
+    def gated() -> stages.EncodedOutputs | None:
+        try:
+            return check()
+        except QualityGateError as error:
+            if quality.regenerate and error.code in REGENERABLE_GATES and jobs.store().runs.regenerate(
+                    job_id, run_id=context.run_id, seed=random_seed(), reason=f"{error.code}: {error.report.summary()}"):
+                context.log.warning(f"job {job_id}: {error.code}; generating once more with a new seed")
+                return None
+            raise
+
+    checked = _run_stage(context, jobs, job_id, "qa", message, lambda _: gated())
+    if checked is not None:
+        gates = ", ".join(g["gate"] for g in checked.qa["gates"])
+        jobs.store().runs.record_event(job_id, stage="qa", run_id=context.run_id,
+                                       message=f"quality gates passed ({gates}) in {checked.qa['seconds']:.2f} s")
     return checked
-
-
-def _qa_summary(report: dict) -> str:
-    return f"quality gates passed ({', '.join(g['gate'] for g in report['gates'])}) in {report['seconds']:.2f} s"
 
 
 @dg.op(description="Uploads video, thumbnails and metadata.json to the bucket and verifies them.")

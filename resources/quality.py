@@ -20,6 +20,9 @@ class QualityResource(dg.ConfigurableResource):
                                  description="Integrated loudness (EBU R128) a film's audio is mixed to, LUFS.")
     loudness_tolerance_lu: float = Field(default=setting_default("qa_loudness_tolerance_lu"),
                                          description="Allowed distance from that loudness, LU.")
+    regenerate: bool = Field(default=setting_default("qa_regenerate"),
+                             description="An output with a black or frozen run is generated once more with a new "
+                             "seed before the job fails.")
 
     def limits(self) -> QaLimits:
         return QaLimits(black_max_s=self.black_max_s, frozen_max_s=self.frozen_max_s,
@@ -30,4 +33,5 @@ def quality_from_env() -> QualityResource:
     settings = load_settings()
     return QualityResource(black_max_s=settings.qa_black_max_s, frozen_max_s=settings.qa_frozen_max_s,
                            loudness_lufs=settings.qa_loudness_lufs,
-                           loudness_tolerance_lu=settings.qa_loudness_tolerance_lu)
+                           loudness_tolerance_lu=settings.qa_loudness_tolerance_lu,
+                           regenerate=settings.qa_regenerate)

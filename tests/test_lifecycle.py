@@ -157,7 +157,9 @@ def test_empty_user_is_refused(store):
 def test_a_run_that_starts_before_the_sensor_confirms_records_queued_itself(store):
     """The lost-`queued` bug: on an idle queue a run starts before the sensor's next tick."""
     job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="p")).job_id
-    run_created = store.reads.get(job_id)["created_at"] + timedelta(milliseconds=5)
+    # The run was created at the row's own commit time: never later than the claim's now(). (Adding a
+    # few milliseconds made the test fail whenever the claim came sooner than that.)
+    run_created = store.reads.get(job_id)["created_at"]
     row = store.runs.claim(job_id, "run-1", run_created_at=run_created)
     assert row["status"] == "running" and row["queued_at"] == run_created <= row["started_at"]
     # The sensor's confirmation on its next tick comes too late and changes nothing.

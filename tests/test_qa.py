@@ -156,3 +156,63 @@ def test_the_job_records_the_gates_and_an_injected_black_clip_fails_it(database_
     assert row["status"] == "failed" and row["error_code"] == "qa_black_frames" and row["output_uri"] is None
     assert "no_black_run: longest black run 1.12 s (limit 1.00 s)" in row["error_message"]
     assert storage.client().list_prefix(f"videos/{bad}/") == []
+
+
+def test_a_black_clip_is_generated_once_more_with_a_new_seed_when_configured(database_url, tmp_path, monkeypatch):
+    from pipelines.generate_video import generate_video
+    from resources.generation import GenerationResource
+    from resources.jobs import JobsResource
+    from resources.quality import QualityResource
+    from resources.storage import StorageResource
+    from tests.trail import assert_trail_in_lifecycle_order
+    from videogen import stages
+    from videogen.lifecycle import JobRequest, JobStore
+
+    store = JobStore(sa.create_engine(database_url))
+
+    def run(job_id):
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
+            return generate_video.execute_in_process(
+                partition_key=str(job_id), instance=instance, raise_on_error=False,
+                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
+                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
+                           "quality": QualityResource(regenerate=True),
+                           "storage": StorageResource(root=str(tmp_path / "storage"))})
+
+    real_generate = stages.generate
+    black_seeds = set()
+
+    def black_for(seeds):
+        def generate(generator, job, **kwargs):
+            generated = real_generate(generator, job, **kwargs)
+            if seeds == "all" or job.request.seed in seeds:
+                black_seeds.add(job.request.seed)
+                return stages.GeneratedFrames(job_id=generated.job_id, frames=np.zeros_like(generated.frames),
+                                              gpu_seconds=generated.gpu_seconds)
+            return generated
+        return generate
+
+    # The first seed gives a black clip, the new one a good clip: the job succeeds on its second run.
+    monkeypatch.setattr(stages, "generate", black_for({11}))
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox", seed=11)).job_id
+    assert run(job_id).success
+    row = store.reads.get(job_id)
+    assert (row["status"], row["submission"], row["run_id"]) == ("pending", 1, None) and row["seed"] != "11"
+    regenerated = [e for e in store.reads.events(job_id) if e["stage"] == "regenerate"]
+    assert len(regenerated) == 1 and regenerated[0]["message"] == (
+        "qa_black_frames: no_black_run: longest black run 1.12 s (limit 1.00 s); no_frozen_run: longest frozen run "
+        f"1.12 s (limit 1.12 s); generating once more with a new seed ({row['seed']})")
+    assert run(job_id).success
+    row = store.reads.get(job_id)
+    assert row["status"] == "succeeded" and black_seeds == {11}
+    assert_trail_in_lifecycle_order(store.reads.events(job_id), row)
+
+    # Black whatever the seed: regenerated once, then failed.
+    monkeypatch.setattr(stages, "generate", black_for("all"))
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox", seed=12)).job_id
+    assert run(job_id).success and store.reads.get(job_id)["status"] == "pending"
+    assert not run(job_id).success
+    row = store.reads.get(job_id)
+    assert (row["status"], row["error_code"]) == ("failed", "qa_black_frames")
+    assert [e["stage"] for e in store.reads.events(job_id)].count("regenerate") == 1

@@ -253,6 +253,8 @@ class Settings(BaseSettings):
                                   "seconds", default=2.0, gt=0)
     qa_loudness_lufs: float = _var("VIDEOGEN_QA_LOUDNESS_LUFS", "integrated loudness of a film's audio (EBU R128), LUFS",
                                    default=-16.0, ge=-70, le=0)
+    qa_regenerate: bool = _var("VIDEOGEN_QA_REGENERATE", "an output with a black or frozen run is generated once "
+                               "more with a new seed before the job fails", default=False)
     qa_loudness_tolerance_lu: float = _var("VIDEOGEN_QA_LOUDNESS_TOLERANCE_LU", "allowed distance from that "
                                            "loudness, LU", default=2.0, gt=0)
     # Spark (KPI assets)

@@ -84,6 +84,21 @@ class JobRuns:
                 guidance_scale=repr(request.guidance_scale), seed=str(request.seed),
                 quality_preset=request.quality_preset, credits=request.credits, updated_at=sa.func.now()))
 
+    def regenerate(self, job_id: int, *, run_id: str, seed: int, reason: str) -> bool:
+        """A content QA gate failed: queue the job once more with a new seed (a new run key, no new
+        reservation). False when it was regenerated before (once only) or the run no longer holds it."""
+        with self.engine.begin() as conn:
+            done_before = conn.execute(sa.select(job_events.c.id).where(
+                job_events.c.job_id == job_id, job_events.c.stage == "regenerate").limit(1)).first()
+            if done_before is not None:
+                return False
+            return apply_transition(
+                conn, job_id, "regenerate", stage="regenerate",
+                message=f"{reason}; generating once more with a new seed ({seed})",
+                extra={"submission": jobs.c.submission + 1, "run_id": None, "progress": 0.0, "seed": str(seed)},
+                where=jobs.c.run_id == run_id,
+            )
+
     def save_transcript(self, job_id: int, transcript: str) -> None:
         """An audio prompt's transcript, which becomes the job's prompt."""
         with self.engine.begin() as conn:

@@ -16,6 +16,7 @@ The table below is rendered from :data:`TRANSITIONS` (a test keeps the two equal
     cancel              pending, queued, running → canceled   canceled by request
     retry               failed, canceled → pending    resubmitted by request (a new run key)
     resubmit_lost       queued, running  → pending    the run died without reporting (a new run key)
+    regenerate          running          → pending    a content QA gate failed: once more, new seed (a new run key)
 
 ``rejected`` is also reached by an insert: ``submit`` stores an invalid request as ``rejected``.
 """
@@ -62,6 +63,8 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("retry", ("failed", "canceled"), "pending", "resubmitted by request (a new run key)"),
         Transition("resubmit_lost", ("queued", "running"), "pending",
                    "the run died without reporting (a new run key)"),
+        Transition("regenerate", ("running",), "pending",
+                   "a content QA gate failed: once more, new seed (a new run key)"),
     )
 }
 
