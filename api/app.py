@@ -21,7 +21,7 @@ from api.context import ApiContext
 from api.errors import UnhandledErrors, error_body, install_error_handlers
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics, exposition
-from api.routes import accounts, admin, jobs, kpis, models, privacy, session
+from api.routes import accounts, admin, jobs, kpis, models, privacy, session, uploads
 from videogen.config import load_settings
 from web.pages import install_web
 
@@ -58,6 +58,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(session.router)
     app.include_router(models.router)
+    app.include_router(uploads.router)
     app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(privacy.router)

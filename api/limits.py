@@ -18,26 +18,33 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {max_bytes // 1024} KiB")
 
 
-class BodySizeLimit:
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+# Routes that take a file: their own, larger limit (an audio prompt or a music bed).
+UPLOAD_PATH = "/api/v1/uploads"
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
-    async def _reject(self, send) -> None:
-        await send_json_error(send, 413, error_body("body_too_large", BodyTooLarge(self.max_bytes).detail),
-                              [(b"connection", b"close")])
+
+class BodySizeLimit:
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, upload_max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+        self.app, self.max_bytes, self.upload_max_bytes = app, max_bytes, upload_max_bytes
+
+    async def _reject(self, send, limit: int) -> None:
+        detail = BodyTooLarge(limit).detail if limit < 1024 * 1024 else (
+            f"the request body is larger than {limit // 1024 // 1024} MiB")
+        await send_json_error(send, 413, error_body("body_too_large", detail), [(b"connection", b"close")])
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_max_bytes if scope.get("path") == UPLOAD_PATH else self.max_bytes
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_bytes + 1
-                if declared > self.max_bytes:
-                    await self._reject(send)
+                    declared = limit + 1
+                if declared > limit:
+                    await self._reject(send, limit)
                     return
         received = 0
 
@@ -46,8 +53,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         watched = WatchedSend(send)
@@ -55,4 +62,4 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, watched)
         except BodyTooLarge:
             if not watched.started:
-                await self._reject(send)
+                await self._reject(send, limit)

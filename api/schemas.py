@@ -105,6 +105,9 @@ class JobCreate(Strict):
     callback_url: str | None = Field(default=None, max_length=2048, description=(
         "POSTed a signed JSON body when the job reaches a final status (needs a webhook secret: "
         "POST /api/v1/me/webhook-secret). Public http(s) addresses only."))
+    audio_prompt_key: str | None = Field(default=None, max_length=1024, description=(
+        "A spoken prompt (the key POST /api/v1/uploads?kind=audio_prompt returned): transcribed offline by the run, "
+        "the transcript becomes the prompt (send prompt as \"\")."))
     storyboard: dict[str, Any] | None = Field(default=None, description=(
         "Makes the job a film: {\"scenes\": [{\"prompt\", \"duration_s\", \"narration\", \"transition\": "
         "\"cut\"|\"crossfade\"}], \"voice\", \"music\": \"none\"|\"generated\"|{\"key\"}, \"subtitles\": "
@@ -193,6 +196,7 @@ class JobOut(BaseModel):
     thumbnail_url: str | None
     error: JobError | None
     storyboard: dict[str, Any] | None = Field(default=None, description="The film's storyboard (null for a clip).")
+    transcript: str | None = Field(default=None, description="An audio prompt's transcript (null otherwise).")
 
 
 class JobPage(BaseModel):
@@ -220,3 +224,19 @@ class RoleChange(Strict):
 
 class WebhookSecretOut(BaseModel):
     webhook_secret: str = Field(description="Signs your webhooks (HMAC-SHA256); shown this once.")
+
+
+class UploadOut(BaseModel):
+    key: str = Field(description="The object's key: a job's audio_prompt_key, or a storyboard's music key.")
+    size_bytes: int
+    duration_s: float
+
+
+class VoiceOut(BaseModel):
+    name: str
+    description: str
+    default: bool
+
+
+class VoicesOut(BaseModel):
+    voices: list[VoiceOut]

@@ -30,6 +30,7 @@ from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationE
 from videogen.film.plan import validate_film
 from videogen.lifecycle import JobRequest
 from videogen.storage.job_outputs import job_key
+from videogen.storage.uploads import check_owned
 from videogen.validation import given, validate_request
 from videogen.webhooks import check_callback_url
 
@@ -71,7 +72,8 @@ def job_out(ctx: ApiContext, job: dict[str, Any], queue_position: int | None = N
         credits=None if job["credits"] is None else str(job["credits"]), gpu_seconds=job["gpu_seconds"],
         video_url=_download_url(ctx, job, job["output_uri"], "video"),
         thumbnail_url=_download_url(ctx, job, job["thumbnail_uri"], "thumbnail"), error=error,
-        storyboard=job.get("storyboard") if isinstance(job.get("storyboard"), dict) else None)
+        storyboard=job.get("storyboard") if isinstance(job.get("storyboard"), dict) else None,
+        transcript=job.get("transcript"))
 
 
 def visible_job(ctx: ApiContext, principal: Principal, job_id: int) -> dict[str, Any]:
@@ -107,6 +109,11 @@ def submit(body: JobCreate, principal: Caller, ctx: Context,
         if not ctx.users.has_webhook_secret(principal.user_id):
             raise ValidationError("a callback_url needs a webhook secret to sign its calls: create one with "
                                   "POST /api/v1/me/webhook-secret", code="no_webhook_secret")
+    if body.audio_prompt_key is not None:
+        check_owned(body.audio_prompt_key, principal.user_id, field="audio_prompt_key", code="audio_not_found")
+    music = (body.storyboard or {}).get("music")
+    if isinstance(music, dict) and isinstance(music.get("key"), str):
+        check_owned(music["key"], principal.user_id, field="storyboard.music.key", code="music_not_found")
     request = JobRequest(user_id=principal.user_id, idempotency_key=_idempotency_key(idempotency_key),
                          **body.model_dump())
     submission = ctx.store.submissions.submit(request, registry=ctx.registry, account=ctx.account_limits)

@@ -63,3 +63,42 @@ def test_the_quote_prices_a_film_or_names_its_bad_field(api, user):
         bad = http.post("/api/v1/jobs/quote", json={"prompt": "t", "storyboard": {"scenes": []}}).json()
         assert bad["error"] == {"code": "storyboard_no_scenes", "field": "storyboard.scenes",
                                 "message": "storyboard.scenes: is empty; a film needs at least one scene"}
+
+
+def test_an_audio_prompt_and_music_are_uploaded_checked_and_owned(api, user, tmp_path):
+    import subprocess as sp
+
+    from videogen.film.voices import VoiceRegistry, synthesize
+
+    speech = synthesize("a red fox running in snow", VoiceRegistry.from_file(None).get("rms"), tmp_path / "fox.wav")
+    with api.client(**user.headers) as http:
+        uploaded = http.post("/api/v1/uploads?kind=audio_prompt", content=speech.path.read_bytes(),
+                             headers={"Content-Type": "audio/wav"})
+        assert uploaded.status_code == 201, uploaded.text
+        key = uploaded.json()["key"]
+        assert key.startswith(f"uploads/{user.id}/audio-prompt-") and key.endswith(".wav")
+        job = http.post("/api/v1/jobs", json={"prompt": "", "audio_prompt_key": key})
+        assert job.status_code == 201, job.text
+        assert job.json()["transcript"] is None  # transcribed by the run
+        # Bad uploads: each with its status and message; nothing stored.
+        silent = tmp_path / "silent.wav"
+        sp.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1", str(silent)],
+               check=True)
+        assert error_of(http.post("/api/v1/uploads?kind=audio_prompt", content=silent.read_bytes(),
+                                  headers={"Content-Type": "audio/wav"})) == (
+            422, "audio_silent", "the audio prompt is silent; record the prompt again, closer to the microphone")
+        assert error_of(http.post("/api/v1/uploads?kind=music", content=b"not audio",
+                                  headers={"Content-Type": "audio/mpeg"}))[:2] == (422, "invalid_music")
+        assert error_of(http.post("/api/v1/uploads?kind=music", content=b"x", headers={"Content-Type": "text/plain"}))[:2] == (
+            422, "invalid_upload")
+        assert error_of(http.post("/api/v1/uploads?kind=music", content=b"x" * (10 * 1024 * 1024 + 1),
+                                  headers={"Content-Type": "audio/wav"})) == (
+            413, "body_too_large", "the request body is larger than 10 MiB")
+        # Another user's upload cannot be named.
+        other = http.post("/api/v1/jobs", json={"prompt": "", "audio_prompt_key": "uploads/someone-else/a.wav"})
+        assert error_of(other) == (422, "audio_not_found", "audio_prompt_key: 'uploads/someone-else/a.wav' is not one "
+                                   f"of your uploads; upload the file under uploads/{user.id}/")
+        film = http.post("/api/v1/jobs", json={"prompt": "t", "storyboard": {**BOARD, "music": {"key": "videos/1/x.mp4"}}})
+        assert error_of(film)[:2] == (422, "music_not_found")
+        voices = http.get("/api/v1/voices").json()["voices"]
+        assert {"name": "slt", "description": "US English, female (flite, CMU SLT)", "default": True} in voices
