@@ -12,6 +12,7 @@ stored video and its audit trail, and the account's balance.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -36,6 +37,12 @@ SAMPLE_PROMPTS = (
     ("waves crashing on a rocky shore at sunset", {"width": 96, "height": 64, "num_frames": 17, "fps": 12}),
     ("a paper boat drifting down a rainy street", {"quality_preset": "HD", "seed": 7}),
 )
+# A short film: two scenes, narrated (offline TTS), over the generated music bed, with subtitles.
+SAMPLE_FILM = ("A fox's morning", {"seed": 7, "storyboard": {
+    "scenes": [{"prompt": "a red fox wakes in its den", "duration_s": 2, "narration": "At dawn, the fox wakes.",
+                "transition": "crossfade"},
+               {"prompt": "a red fox running in snow", "duration_s": 2, "narration": "It runs across the snow."}],
+    "voice": "slt", "music": "generated", "subtitles": "sidecar"}})
 DEMO_EMAIL = "demo@videogen.example"
 DEMO_CREDITS = Decimal("100")
 
@@ -124,13 +131,14 @@ def submit_through_api(url: str, key: str) -> list[int]:
 
     job_ids = []
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as http:
-        for prompt, params in SAMPLE_PROMPTS:
+        for prompt, params in (*SAMPLE_PROMPTS, SAMPLE_FILM):
             response = http.post("/api/v1/jobs", json={"prompt": prompt, **params})
             if response.status_code != 201:
                 raise SystemExit(f"POST /api/v1/jobs answered {response.status_code}: {response.text}")
             job = response.json()
             job_ids.append(job["id"])
-            print(f"submitted job {job['id']} through POST {url}/api/v1/jobs: {prompt!r} {params or ''}")
+            what = f"a film of {len(params['storyboard']['scenes'])} scenes" if "storyboard" in params else params or ""
+            print(f"submitted job {job['id']} through POST {url}/api/v1/jobs: {prompt!r} {what}")
     return job_ids
 
 
@@ -178,6 +186,15 @@ def describe(settings, row: dict) -> list[str]:
         f"    requested: {row['width']}x{row['height']} frames={row['num_frames']} fps={row['fps']} "
         f"steps={row['steps']} seed={row['seed']}  gpu_seconds={row['gpu_seconds']:.2f} credits={row['credits']}",
     ]
+    metadata = json.loads(storage.read_bytes(job_key(row["id"], "metadata.json")))
+    quality = metadata.get("quality") or {}
+    lines.append(f"    QA: {'passed' if quality.get('passed') else 'not recorded'} "
+                 f"({', '.join(g['gate'] for g in quality.get('gates', []))})")
+    if metadata.get("film"):
+        scenes = metadata["film"]["scenes"]
+        lines.append(f"    film: {len(scenes)} scenes ({', '.join(str(s['frames']) + ' frames' for s in scenes)}), "
+                     f"audio {quality.get('measured', {}).get('integrated_lufs')} LUFS, "
+                     f"subtitles {metadata['film']['storyboard']['subtitles']}")
     return lines
 
 
@@ -234,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
           "(the password is kept in VIDEOGEN_HOME/demo-password); these jobs are in its \"My videos\". "
           "Start it again with: source scripts/env.sh && .venv/bin/videogen serve-api")
     print("Open the Dagster UI on the same setup:  source scripts/env.sh && .venv/bin/dagster dev -w workspace.yaml")
-    print("then http://127.0.0.1:3000 (jobs generate_video, submit_prompt; sensors; runs).")
+    print("then http://127.0.0.1:3000 (jobs generate_video, generate_film, submit_prompt; sensors; runs).")
     return 0 if ok else 1
 
 

@@ -9,7 +9,6 @@ not between steps, so the fan-in step reads exactly what each scene step stored.
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -214,7 +213,3 @@ def film_metadata(planned: PlannedFilm, clips: Sequence[SceneClip], phases: dict
                    for s in planned.plan.scenes],
         "phases_s": {name: round(seconds, 3) for name, seconds in phases.items()},
     }
-
-
-def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True)
