@@ -99,10 +99,22 @@ def test_queue_wait_and_stage_durations_come_from_the_jobs_and_their_audit_trail
         done = conn.execute(jobs.insert().values(
             user_id="u1", prompt="a cat", model="tiny", status="succeeded", created_at=t0,
             started_at=t0 + timedelta(seconds=7), finished_at=t0 + timedelta(seconds=20)).returning(jobs.c.id)).scalar_one()
-        # Its trail: generate 4 s (retried once: the last attempt counts), encode 0.75 s, upload 2 s.
-        for stage, at in (("submit", 0), ("validate", 7), ("generate", 8), ("generate", 9), ("encode", 13),
-                          ("upload", 13.75), ("done", 15.75)):
-            conn.execute(job_events.insert().values(job_id=done, status="running", stage=stage,
+        # Its trail: generate 4 s (retried once: the last attempt counts), encode 0.75 s, QA 0.25 s over
+        # its two events, upload 2 s.
+        for stage, at, message in (
+                ("submit", 0, None), ("validate", 7, None), ("generate", 7.5, "generating with model tiny"),
+                ("generate", 8, "out_of_memory: CUDA out of memory; retry 1 of 3 in 1 s"),
+                ("generate", 9, "generating with model tiny"), ("encode", 13, None), ("qa", 13.75, "checking"),
+                ("qa", 13.9, "quality gates passed"), ("upload", 14, None), ("done", 16, None)):
+            conn.execute(job_events.insert().values(job_id=done, status="running", stage=stage, message=message,
+                                                    created_at=t0 + timedelta(seconds=at)))
+        # A film: its scenes' events are one generate stage, from the first scene to the assembly.
+        film = conn.execute(jobs.insert().values(
+            user_id="u1", prompt="a day", model="tiny-film", status="succeeded", created_at=t0,
+            started_at=t0, finished_at=t0 + timedelta(seconds=9)).returning(jobs.c.id)).scalar_one()
+        for stage, at in (("submit", 0), ("generate", 1), ("generate", 2), ("generate", 3), ("generate", 4),
+                          ("encode", 7), ("done", 9)):
+            conn.execute(job_events.insert().values(job_id=film, status="running", stage=stage,
                                                     created_at=t0 + timedelta(seconds=at)))
         add_job(conn, status="failed", model="tiny", created_at=t0, started_at=t0 + timedelta(seconds=100))
         add_job(conn, status="running", model="tiny", created_at=t0, started_at=t0 + timedelta(seconds=1))  # not final
@@ -116,7 +128,8 @@ def test_queue_wait_and_stage_durations_come_from_the_jobs_and_their_audit_trail
     assert bucket("videogen_jobs_queue_wait_seconds", 10.0, model="tiny") == 1
     assert bucket("videogen_jobs_queue_wait_seconds", 120.0, model="tiny") == 2
     assert 10.0 in QUEUE_WAIT_BUCKETS and 120.0 in QUEUE_WAIT_BUCKETS
-    for stage, seconds in (("generate", 4.0), ("encode", 0.75), ("upload", 2.0)):
+    assert metrics[("videogen_stage_duration_seconds_sum", (("model", "tiny-film"), ("stage", "generate")))] == 6.0
+    for stage, seconds in (("generate", 4.0), ("encode", 0.75), ("qa", 0.25), ("upload", 2.0)):
         labels = (("model", "tiny"), ("stage", stage))
         assert metrics[("videogen_stage_duration_seconds_count", labels)] == 1
         assert metrics[("videogen_stage_duration_seconds_sum", labels)] == seconds

@@ -28,19 +28,26 @@ KPI_TABLES = (KPI_DAILY, KPI_DAILY_BY_MODEL)
 # Upper bounds (seconds) of the queue-wait histogram (created → started) and of the per-stage one.
 QUEUE_WAIT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 STAGE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-TIMED_STAGES = ("generate", "encode", "upload")
+TIMED_STAGES = ("generate", "encode", "qa", "upload")
 
-# Each timed stage of a succeeded job lasts from its audit event to the job's next event; a stage
-# retried after a failure counts once, its last attempt.
+# Each timed stage of a succeeded job lasts from its first audit event to the first event of the next
+# stage: consecutive events of one stage (a film's scenes, the QA gates' "checking" and "passed") are
+# one segment. A stage retried after a transient failure ("…; retry 1 of 3 in 5 s") starts a new
+# segment after that event, and only the last attempt counts.
 STAGE_SECONDS_SQL = f"""
 WITH ordered AS (
-    SELECT e.job_id, e.stage, e.created_at,
-           lead(e.created_at) OVER (PARTITION BY e.job_id ORDER BY e.id) AS next_at
+    SELECT e.id, e.job_id, e.stage, e.created_at,
+           lag(e.stage) OVER (PARTITION BY e.job_id ORDER BY e.id) AS previous_stage,
+           lag(e.message) OVER (PARTITION BY e.job_id ORDER BY e.id) AS previous_message
     FROM job_events e JOIN jobs j ON j.id = e.job_id
     WHERE j.status = 'succeeded'
+), segments AS (
+    SELECT job_id, stage, created_at, lead(created_at) OVER (PARTITION BY job_id ORDER BY id) AS next_at
+    FROM ordered
+    WHERE previous_stage IS DISTINCT FROM stage OR previous_message LIKE '%; retry % of % in %'
 ), last_attempt AS (
     SELECT DISTINCT ON (job_id, stage) job_id, stage, extract(epoch FROM next_at - created_at) AS seconds
-    FROM ordered
+    FROM segments
     WHERE stage IN ({", ".join(f"'{stage}'" for stage in TIMED_STAGES)}) AND next_at IS NOT NULL
     ORDER BY job_id, stage, created_at DESC
 )
