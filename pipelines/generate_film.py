@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.generate_video import (
-    GENERATION_POOL, _job_id, _run_stage, finalize_job, generation_executor, run_quality_gates,
+    GENERATION_POOL, _job_id, _run_stage, claim_job, finalize_job, generation_executor, run_quality_gates,
 )
 from pipelines.json_logger import json_console_logger
 from pipelines.partitions import video_jobs_partitions
@@ -45,16 +45,15 @@ def plan_film(context: dg.OpExecutionContext, jobs: JobsResource, generation: Ge
     job_id = _job_id(context)
     try:
         record = context.instance.get_run_record_by_id(context.run_id)
-        planned = film.claim_and_plan(jobs.store(), generation.registry(), storage.client(), job_id, context.run_id,
-                                      voices=generation.voices(),
-                                      run_created_at=record.create_timestamp if record else None)
+        planned = claim_job(context, jobs, job_id, lambda: film.claim_and_plan(
+            jobs.store(), generation.registry(), storage.client(), job_id, context.run_id, voices=generation.voices(),
+            run_created_at=record.create_timestamp if record else None))
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return
     except ValidationError as error:
         context.log.warning(f"job {job_id} rejected: {error.code}: {error.message}")
         return
-    jobs.keep_alive(job_id, context.run_id)
     context.add_output_metadata({"scenes": len(planned.plan.scenes), "frames": planned.plan.total_frames,
                                  "seed": planned.job.request.seed}, output_name="planned")
     yield dg.Output(planned, output_name="planned")
@@ -70,6 +69,9 @@ def generate_scene(context: dg.OpExecutionContext, planned: film.PlannedFilm, sc
     job_id = planned.job.job_id
     bind(job_id=job_id, run_id=context.run_id)
     label = f"scene {scene.index + 1} of {scene.count}"
+    status = store.reads.status_of(job_id)
+    if status != "running":  # another scene failed the film, or it was canceled: generate nothing more
+        raise dg.Failure(description=f"job {job_id} is {status}; {label} is not generated", allow_retries=False)
     last_report = [0.0]
 
     def on_step(step: int, steps: int) -> None:
@@ -81,7 +83,9 @@ def generate_scene(context: dg.OpExecutionContext, planned: film.PlannedFilm, sc
     clip = _run_stage(
         context, jobs, job_id, "generate", f"{label}: {scene.prompt[:80]}",
         lambda heartbeat: film.generate_scene(generation.generator(), storage.client(), planned.job, scene,
-                                              on_step=on_step, should_cancel=lambda: heartbeat.canceled,
+                                              on_step=on_step,
+                                              # canceled, or failed by another scene of the film
+                                              should_cancel=lambda: heartbeat.status in ("canceled", "failed"),
                                               request_id=f"job-{job_id}-run-{context.run_id}-scene-{scene.index}"),
     )
     how = "from the scene cache" if clip.cached else f"generated in {clip.seconds:.1f} s"

@@ -42,13 +42,17 @@ def _job_id(context: dg.OpExecutionContext) -> int:
 
 
 def _with_transient_retries(
-    context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, stage: str, work: Callable[[], T]
+    context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, stage: str, work: Callable[[], T],
+    *, passthrough: tuple[type[BaseException], ...] = (),
 ) -> T:
-    """Run ``work``; on a TransientError retry with the configured backoff, then fail the job."""
+    """Run ``work``; on a TransientError retry with the configured backoff, then fail the job. Errors
+    of the ``passthrough`` types are raised as they are (they have already been recorded)."""
     delays = jobs.retry_delays()
     store = jobs.store()
     try:
         return work()
+    except passthrough:
+        raise
     except TransientError as error:
         attempt = context.retry_number  # 0 on the first try
         if attempt < len(delays):
@@ -74,6 +78,17 @@ def _with_transient_retries(
         raise
 
 
+def claim_job(context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, work: Callable[[], T]) -> T:
+    """Claim and validate the run's job with ``work``. A rejection (ValidationError, recorded by the
+    claim) or a job not to run passes through; any other error fails the job (a transient one after
+    its retries), so a TTS or storage failure never leaves it running. The heartbeat starts first: it
+    only writes once the claim has made the job running under this run, and then covers a long
+    validation (speaking a film's narration, transcribing an audio prompt)."""
+    jobs.keep_alive(job_id, context.run_id)
+    return _with_transient_retries(context, jobs, job_id, "validate", work,
+                                   passthrough=(ValidationError, stages.JobNotRunnable))
+
+
 def _run_stage(
     context: dg.OpExecutionContext, jobs: JobsResource, job_id: int, stage: str, message: str,
     work: Callable[[JobHeartbeat], T],
@@ -95,18 +110,18 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
     job_id = _job_id(context)
     try:
         record = context.instance.get_run_record_by_id(context.run_id)
-        validated = stages.claim_and_validate(jobs.store(), generation.registry(), job_id, context.run_id,
-                                              run_created_at=record.create_timestamp if record else None,
-                                              model_cache=generation.model_cache, storage=storage.client())
+        validated = claim_job(context, jobs, job_id, lambda: stages.claim_and_validate(
+            jobs.store(), generation.registry(), job_id, context.run_id,
+            run_created_at=record.create_timestamp if record else None, model_cache=generation.model_cache,
+            storage=storage.client()))
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return
     except ValidationError as error:
         context.log.warning(f"job {job_id} rejected: {error.code}: {error.message}")
         return
-    # From here on the job is running: its heartbeat lasts until the run ends, through any wait for
-    # a generation slot.
-    jobs.keep_alive(job_id, context.run_id)
+    # From here on the job is running: its heartbeat (started by claim_job) lasts until the run ends,
+    # through any wait for a generation slot.
     context.add_output_metadata({"model": validated.request.model, "credits": float(validated.request.credits),
                                  "seed": validated.request.seed})
     yield dg.Output(validated)

@@ -59,11 +59,16 @@ def check_and_decode(path: Path) -> tuple[np.ndarray, float, str]:
     duration = float(facts["format"].get("duration") or 0)
     if duration > MAX_AUDIO_S:
         raise _reject(f"the audio prompt lasts {duration:.1f} s; the maximum is {MAX_AUDIO_S:g} s", "audio_too_long")
-    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ac", "1", "-ar", str(SAMPLE_RATE),
-                              "-f", "s16le", "-"], capture_output=True, timeout=TIMEOUT_S, check=False)
+    # Decoded up to just past the limit: a container may state a false duration, the samples cannot.
+    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-t", f"{MAX_AUDIO_S + 1:g}", "-ac", "1",
+                              "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"],
+                             capture_output=True, timeout=TIMEOUT_S, check=False)
     samples = np.frombuffer(decoded.stdout, dtype="<i2")
     if decoded.returncode != 0 or samples.size == 0:
         raise _reject("the audio prompt cannot be decoded as WAV, MP3, M4A or OGG audio", "audio_undecodable")
+    if samples.size / SAMPLE_RATE > MAX_AUDIO_S:
+        raise _reject(f"the audio prompt lasts more than {MAX_AUDIO_S:g} s; the maximum is {MAX_AUDIO_S:g} s",
+                      "audio_too_long")
     peak = int(np.abs(samples.astype(np.int32)).max())
     if peak == 0 or 20 * np.log10(peak / 32768) < SILENCE_PEAK_DBFS:
         raise _reject("the audio prompt is silent; record the prompt again, closer to the microphone", "audio_silent")

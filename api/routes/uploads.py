@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import Caller, Context, require_write
 from api.schemas import UploadOut, VoiceOut, VoicesOut
@@ -38,24 +39,26 @@ async def upload(request: Request, principal: Caller, ctx: Context,
     body = await request.body()
     if not body:
         raise ValidationError("the upload is empty", code="invalid_upload", field="file")
-    with tempfile.TemporaryDirectory(prefix="videogen-upload-") as workdir:
-        path = Path(workdir) / f"upload{EXTENSIONS[content_type]}"
-        path.write_bytes(body)
-        duration = _check(path, kind)
-        key = upload_key(principal.user_id, path, kind=kind.replace("_", "-"))
-        ctx.storage.put_file(key, path, content_type)
+    # Decoding and storing block for a while: off the event loop, so other requests go on meanwhile.
+    key, duration = await run_in_threadpool(_check_and_store, ctx, principal.user_id, body, content_type, kind)
     return UploadOut(key=key, size_bytes=len(body), duration_s=round(duration, 3))
 
 
-def _check(path: Path, kind: str) -> float:
-    if kind == "audio_prompt":
-        from videogen.audio_prompt import check_and_decode
+def _check_and_store(ctx, user_id: str, body: bytes, content_type: str, kind: str) -> tuple[str, float]:
+    with tempfile.TemporaryDirectory(prefix="videogen-upload-") as workdir:
+        path = Path(workdir) / f"upload{EXTENSIONS[content_type]}"
+        path.write_bytes(body)
+        if kind == "audio_prompt":
+            from videogen.audio_prompt import check_and_decode
 
-        return check_and_decode(path)[1]
-    from videogen.film.audio import SAMPLE_RATE, check_music_file, decode_mono
+            duration = check_and_decode(path)[1]
+        else:
+            from videogen.film.audio import check_music_file
 
-    check_music_file(path, key="the upload")
-    return decode_mono(path).size / SAMPLE_RATE
+            duration = check_music_file(path, key="the upload")
+        key = upload_key(user_id, path, kind=kind.replace("_", "-"))
+        ctx.storage.put_file(key, path, content_type)
+    return key, duration
 
 
 @router.get("/voices", response_model=VoicesOut)

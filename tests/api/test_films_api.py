@@ -15,8 +15,9 @@ from tests.api.test_jobs_api import balance
 BOARD = {"scenes": [{"prompt": "a fox wakes", "duration_s": 1, "narration": "The fox wakes."},
                     {"prompt": "a fox runs", "duration_s": 2}],
          "voice": "rms", "music": "generated", "subtitles": "sidecar"}
-# 8 shown frames → 9 generated, 16 → 17; at 64×64 and 4 steps: 0.1475 + 0.2786 credits.
-BOARD_PRICE = Decimal("0.1475") + Decimal("0.2786")
+# Scene 1 is priced at its narration's estimated length (14 characters at 10 a second + 0.5 s = 1.9 s:
+# 15 shown frames → 17 generated), scene 2 at 2 s (16 → 17); at 64×64 and 4 steps: 2 × 0.2786 credits.
+BOARD_PRICE = Decimal("0.2786") + Decimal("0.2786")
 
 
 def test_a_storyboard_submission_reserves_the_films_price(api, user):
@@ -102,3 +103,12 @@ def test_an_audio_prompt_and_music_are_uploaded_checked_and_owned(api, user, tmp
         assert error_of(film)[:2] == (422, "music_not_found")
         voices = http.get("/api/v1/voices").json()["voices"]
         assert {"name": "slt", "description": "US English, female (flite, CMU SLT)", "default": True} in voices
+
+
+def test_a_storyboard_with_nan_is_422_not_a_server_error(api, user):
+    with api.client(**user.headers) as http:
+        response = http.post("/api/v1/jobs", content=b'{"prompt": "t", "storyboard": {"scenes": '
+                                                     b'[{"prompt": "a fox", "duration_s": NaN}]}}',
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert balance(api, user.id) == Decimal("100")

@@ -270,3 +270,25 @@ def test_an_erasure_stopped_by_the_storage_is_finished_by_running_it_again(api, 
     assert summary.erased_at == locked["deleted_at"]
     assert storage.list_prefix(job_prefix(job_id)) == [] and row_of(api, users, id=person.id) is None
     assert row_of(api, jobs, id=job_id)["user_id"] == summary.anonymized_user_id
+
+
+def test_an_erasure_removes_storyboards_transcripts_and_uploads(api, storage, user, tmp_path):
+    from videogen.storage.uploads import user_prefix
+
+    with api.client(**user.headers) as http:
+        film = http.post("/api/v1/jobs", json={"prompt": "my film", "storyboard": {"scenes": [
+            {"prompt": "my private scene", "duration_s": 1, "narration": "my private words"}]}})
+        assert film.status_code == 201, film.text
+    (tmp_path / "voice.wav").write_bytes(b"RIFF")
+    storage.put_file(f"{user_prefix(user.id)}audio-prompt-1.wav", tmp_path / "voice.wav")
+    with api.engine.begin() as conn:
+        spoken = conn.execute(jobs.insert().values(
+            user_id=user.id, prompt="my spoken words", transcript="my spoken words", status="succeeded",
+            audio_prompt_key=f"{user_prefix(user.id)}audio-prompt-1.wav").returning(jobs.c.id)).scalar_one()
+    with api.client(**user.headers) as http:
+        erased = http.delete("/api/v1/users/me")
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["objects_deleted"] == 1 and storage.list_prefix(user_prefix(user.id)) == []
+    for job_id in (film.json()["id"], spoken):
+        row = row_of(api, jobs, id=job_id)
+        assert (row["storyboard"], row["transcript"], row["audio_prompt_key"], row["prompt"]) == (None, None, None, "")

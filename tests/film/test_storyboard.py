@@ -90,8 +90,9 @@ def test_the_plan_fixes_frames_seeds_and_stretches_a_scene_to_its_narration(tmp_
               transition="crossfade"),
         scene(duration_s=2.5)]}}
     film = film_plan.validate_film(raw, REGISTRY, seed_if_missing=1, voices=VOICES)
-    # Priced on the asked durations: 8 shown + 4 fade → 17 generated; 20 shown → 25 generated (64×64, 4 steps).
-    assert film.credits == Decimal("0.2786") + Decimal("0.4096")
+    # Priced on the narration's estimated length: 56 characters at 10 a second + 0.5 s = 6.1 s → 49 shown
+    # + 4 fade → 57 generated; the second scene 20 shown → 25 generated (64×64, 4 steps).
+    assert film.credits == Decimal("0.9339") + Decimal("0.4096")
     plan = film_plan.plan_film(film, REGISTRY, model_revision="r1", voices=VOICES, workdir=tmp_path)
     first, second = plan.scenes
     assert first.speech_s > 2 and first.shown_frames == round((first.speech_s + 0.5) * 8)  # stretched
@@ -130,3 +131,32 @@ def test_subtitle_cues_share_the_speech_time_in_order():
     assert parse_srt(to_srt(cues)) == cues
     # 17 of the first narration's 52 letters: 0.981 s of its 3 s.
     assert to_webvtt(cues).startswith("WEBVTT\n\n00:00:00.000 --> 00:00:00.981\nFirst sentence here.\n\n")
+
+
+def test_narration_is_priced_and_limited_at_submission_by_its_estimated_length(tmp_path):
+    """Stretching to the narration may neither escape the price nor the film's length limit."""
+    long_narration = "word " * 110  # 549 characters once stripped: 54.9 s of speech at the estimated rate
+    with pytest.raises(ValidationError) as raised:
+        film_plan.validate_film({"prompt": "t", "storyboard": {"scenes": [scene(duration_s=0.5, narration=long_narration)]}},
+                                REGISTRY, seed_if_missing=1, voices=VOICES)
+    assert raised.value.code == "scene_too_long" and raised.value.message.startswith(
+        "storyboard.scenes[0].duration_s: with its narration (estimated) the scene lasts 55.375 s, 449 frames at 8 fps")
+    many = {"scenes": [scene(duration_s=0.5, narration="x" * 100)] * 24}  # 24 × 10.5 s estimated
+    with pytest.raises(ValidationError) as raised:
+        film_plan.validate_film({"prompt": "t", "storyboard": many}, REGISTRY, seed_if_missing=1, voices=VOICES)
+    assert (raised.value.code, raised.value.message) == (
+        "storyboard_too_long", "storyboard.scenes: with their narration (estimated) the scenes last 252 s in all; "
+        "a film may last at most 180 s")
+    # A storyboard and an audio prompt at once is refused.
+    with pytest.raises(ValidationError, match="a job is either a film .storyboard. or a spoken prompt"):
+        film_plan.validate_film({"prompt": "t", "audio_prompt_key": "uploads/a/x.wav",
+                                 "storyboard": {"scenes": [scene()]}}, REGISTRY, seed_if_missing=1, voices=VOICES)
+
+
+def test_a_chapter_title_is_one_line_whatever_the_prompt_holds():
+    from videogen.film.assembly import Chapter, ffmetadata
+
+    document = ffmetadata([Chapter(0, 1, "Scene 1: a fox\r[CHAPTER]\rTIMEBASE=1/1\nSTART=0; #x")])
+    assert document.count("[CHAPTER]") == 2  # the real one, and the prompt's text as part of a title
+    assert "title=Scene 1: a fox [CHAPTER] TIMEBASE\\=1/1 START\\=0\\; \\#x\n" in document
+    assert document.count("\n") == 6

@@ -54,6 +54,7 @@ from videogen.errors import ConflictError, InvalidTransitionError, JobNotFoundEr
 from videogen.lifecycle import JobStore
 from videogen.storage.base import ObjectStorage
 from videogen.storage.job_outputs import job_prefix
+from videogen.storage.uploads import user_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class AccountEraser:
         job_ids = self._lock_out(user_id)
         canceled = self._cancel(job_ids)
         objects = sum(self.storage.delete_prefix(job_prefix(job_id)) for job_id in job_ids)
+        # The user's own files (audio prompts, music) are personal data too.
+        objects += self.storage.delete_prefix(user_prefix(user_id))
         return self._anonymize(user_id, requested_by=requested_by, jobs_canceled=canceled, objects_deleted=objects)
 
     # -- the steps ------------------------------------------------------------------------------
@@ -178,6 +181,7 @@ class AccountEraser:
             erased_jobs = list(conn.execute(
                 jobs.update().where(jobs.c.user_id == user_id).values(
                     user_id=anonymous, prompt="", negative_prompt="", idempotency_key=None, callback_url=None,
+                    storyboard=None, transcript=None, audio_prompt_key=None,
                     error_message=None, output_uri=None, thumbnail_uri=None, updated_at=sa.func.now())
                 .returning(jobs.c.id)).scalars())
             if erased_jobs:

@@ -63,7 +63,8 @@ class Chapter:
 
 
 def _escape_metadata(text: str) -> str:
-    for char in ("\\", "=", ";", "#", "\n"):
+    text = " ".join(text.split())  # one line: a CR or LF in a prompt must not start a new entry
+    for char in ("\\", "=", ";", "#"):
         text = text.replace(char, "\\" + char)
     return text
 

@@ -28,6 +28,7 @@ SAMPLE_RATE = 48_000
 TRUE_PEAK_DBTP = -1.5
 MUSIC_GAIN_DB = -8.0  # the bed sits under the voice even before ducking
 FADE_OUT_S = 1.0
+MUSIC_CHECK_S = 180.0  # the longest film (videogen.film.storyboard.MAX_FILM_S): no more of a bed is used
 TIMEOUT_S = 600.0
 
 
@@ -47,10 +48,11 @@ def _ffmpeg(args: Sequence[str], *, what: str) -> subprocess.CompletedProcess:
     return completed
 
 
-def decode_mono(path: str | Path) -> np.ndarray:
-    """Any audio file as float32 mono samples at SAMPLE_RATE."""
-    completed = _ffmpeg(["-v", "error", "-i", str(path), "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"],
-                        what=f"decoding {Path(path).name}")
+def decode_mono(path: str | Path, *, max_s: float | None = None) -> np.ndarray:
+    """Any audio file as float32 mono samples at SAMPLE_RATE (at most ``max_s`` seconds of it)."""
+    limit = ["-t", f"{max_s:g}"] if max_s is not None else []
+    completed = _ffmpeg(["-v", "error", "-i", str(path), *limit, "-ac", "1", "-ar", str(SAMPLE_RATE),
+                         "-f", "f32le", "-"], what=f"decoding {Path(path).name}")
     return np.frombuffer(completed.stdout, dtype=np.float32)
 
 
@@ -99,16 +101,18 @@ def music_bed(duration_s: float, output: str | Path, *, source: str | Path | Non
     return Path(output)
 
 
-def check_music_file(path: str | Path, *, key: str) -> None:
-    """A user's music file must decode to some audio; else the film is rejected (not retried)."""
+def check_music_file(path: str | Path, *, key: str, max_s: float = MUSIC_CHECK_S) -> float:
+    """A user's music file must decode to some audio (else the film is rejected, not retried); returns
+    the seconds decoded. Only the first ``max_s`` seconds are decoded: a bed longer than any film is cut."""
     try:
-        samples = decode_mono(path)
+        samples = decode_mono(path, max_s=max_s)
     except AudioError as exc:
         raise ValidationError(f"storyboard.music.key: {key!r} is not an audio file ffmpeg can decode ({exc.message})",
                               code="invalid_music", field="storyboard.music.key") from None
     if samples.size == 0:
         raise ValidationError(f"storyboard.music.key: {key!r} holds no audio", code="invalid_music",
                               field="storyboard.music.key")
+    return samples.size / SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ field, each scene must fit the model's frame limit, and the price is the sum of 
 
 :func:`plan_film` runs in the film's first step: it synthesizes each narration (the voice-over) and
 **stretches a scene to its narration** when the speech (plus ``NARRATION_PAD_S``) is longer than the
-scene; speech is never sped up or cut. The price stays the one reserved at submission.
+scene; speech is never sped up or cut. The price, reserved at submission, was computed on the
+narration's estimated length (:data:`ESTIMATED_CHARS_PER_S`), which covers the real speech.
 """
 
 from __future__ import annotations
@@ -22,13 +23,24 @@ from typing import Any
 from videogen.credits import credits_for
 from videogen.errors import ValidationError
 from videogen.film.storyboard import (
-    CROSSFADE_S, Scene, Storyboard, frames_for, generated_frames, scene_seed, validate_storyboard,
+    CROSSFADE_S, MAX_FILM_S, Scene, Storyboard, frames_for, generated_frames, scene_seed, validate_storyboard,
 )
 from videogen.film.voices import VoiceRegistry, synthesize
 from videogen.generation.registry import ModelRegistry, ModelSpec
 from videogen.validation import ValidatedRequest, show_number, validate_request
 
 NARRATION_PAD_S = 0.5  # silence after the narration before the scene ends
+# Before the narration is spoken (at submission), its length is estimated at this rate: slower than
+# the built-in voices speak (flite: 13-17 characters a second), so that the price and the limits
+# checked then cover the scene once stretched to its real speech.
+ESTIMATED_CHARS_PER_S = 10.0
+
+
+def estimated_duration_s(scene: Scene) -> float:
+    """The scene's duration once stretched to its narration, as estimated before speaking it."""
+    if not scene.narration:
+        return scene.duration_s
+    return max(scene.duration_s, len(scene.narration) / ESTIMATED_CHARS_PER_S + NARRATION_PAD_S)
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,9 @@ def _fit(spec: ModelSpec, scene: Scene, shown: int, fade: int, fps: int, why: st
 def validate_film(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if_missing: int,
                   voices: VoiceRegistry | None = None) -> FilmRequest:
     voices = voices if voices is not None else VoiceRegistry.from_env()
+    if raw.get("audio_prompt_key"):
+        raise ValidationError("a job is either a film (storyboard) or a spoken prompt (audio_prompt_key), not both",
+                              code="invalid_request", field="audio_prompt_key")
     storyboard = validate_storyboard(raw.get("storyboard"), voices=voices)
     # A film's own num_frames is its scenes' sum: the job's value is not a parameter of a film.
     base = validate_request({**raw, "num_frames": None, "prompt": raw.get("prompt") or storyboard.scenes[0].prompt},
@@ -102,12 +117,22 @@ def validate_film(raw: Mapping[str, Any], registry: ModelRegistry, *, seed_if_mi
     credits = Decimal(0)
     total = 0
     for scene in storyboard.scenes:
-        shown = frames_for(scene.duration_s, base.fps)
-        needed = _fit(spec, scene, shown, _fade_frames(scene, len(storyboard.scenes), base.fps), base.fps, "lasts")
+        estimated = estimated_duration_s(scene)
+        shown = frames_for(estimated, base.fps)
+        why = "lasts" if estimated == scene.duration_s else "with its narration (estimated) the scene lasts"
+        needed = _fit(spec, scene, shown, _fade_frames(scene, len(storyboard.scenes), base.fps), base.fps, why)
         credits += credits_for(num_frames=needed, width=base.width, height=base.height, steps=base.steps)
         total += shown
+    _check_film_length(total / base.fps, "with their narration (estimated) the scenes last")
     return FilmRequest(request=replace(base, num_frames=total, credits=credits), storyboard=storyboard,
                        credits=credits)
+
+
+def _check_film_length(seconds: float, what: str) -> None:
+    if seconds > MAX_FILM_S:
+        raise ValidationError(f"storyboard.scenes: {what} {show_number(round(seconds, 3))} s in all; a film may last "
+                              f"at most {show_number(MAX_FILM_S)} s", code="storyboard_too_long",
+                              field="storyboard.scenes")
 
 
 def cache_key(request: ValidatedRequest, model_revision: str) -> str:
@@ -146,4 +171,5 @@ def plan_film(film: FilmRequest, registry: ModelRegistry, *, model_revision: str
                                 fade_frames=fade, request=request, cache_key=cache_key(request, model_revision),
                                 speech=speech, speech_s=speech_s))
         start_frame += shown
+    _check_film_length(start_frame / base.fps, "with their narration the scenes last")
     return FilmPlan(request=replace(film, request=replace(base, num_frames=start_frame)), scenes=tuple(scenes))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -96,8 +96,12 @@ def storable_storyboard(raw: Any) -> Any:
             raw = json.loads(raw)
         except json.JSONDecodeError:
             return _storable(raw)
-    # PostgreSQL's JSONB refuses NUL characters (\u0000) anywhere in a document.
-    return json.loads(json.dumps(raw).replace("\\u0000", "\\ufffd"))
+    # PostgreSQL's JSONB refuses NUL characters (\u0000) and NaN/Infinity: such a document is kept as
+    # text, and validation rejects it with its reason.
+    try:
+        return json.loads(json.dumps(raw, allow_nan=False).replace("\\u0000", "\\ufffd"))
+    except ValueError:
+        return _storable(json.dumps(raw))
 
 
 def lock_user(conn: sa.Connection, user_id: str) -> None:
@@ -131,6 +135,8 @@ class JobSubmissions:
         """
         if account is not None and registry is None:
             raise ValueError("an account's limits need a registry to price the job")
+        if isinstance(request.storyboard, str) and not request.storyboard.strip():
+            request = replace(request, storyboard=None)  # an empty form field: a clip
         user_id = str(_storable(request.user_id or "")).strip()
         if not user_id:
             raise ValidationError("user_id is empty; say who submits the job", code="empty_user_id")

@@ -16,8 +16,14 @@ UPLOADS_PREFIX = "uploads/"
 
 
 def user_prefix(user_id: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in user_id)[:64].strip(".") or "user"
-    return f"{UPLOADS_PREFIX}{safe}/"
+    """``uploads/<user id>/``; an id that is not a plain name (characters outside letters, digits and
+    ``-_.``, or over 64 characters) becomes a readable part plus a hash of the id, so that two ids never
+    share a prefix."""
+    safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in user_id)
+    if safe == user_id and 0 < len(safe) <= 64 and safe.strip(".") == safe:
+        return f"{UPLOADS_PREFIX}{safe}/"
+    digest = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{UPLOADS_PREFIX}{safe.strip('.')[:40]}-{digest}/"
 
 
 def upload_key(user_id: str, source: Path, *, kind: str) -> str:
