@@ -162,3 +162,23 @@ def test_a_users_music_file_is_looped_under_the_voice(store, run_film, storage, 
     job_id = submit(store, storyboard(music={"key": "uploads/ana/theme.ogg"}, subtitles="none"))
     assert run_film(job_id).success
     assert store.reads.get(job_id)["status"] == "succeeded"
+
+
+def test_a_voice_that_fails_fails_the_film_with_its_cause(store, database_url, tmp_path, storage):
+    voices = tmp_path / "voices.json"
+    voices.write_text(json.dumps([{"name": "broken", "engine": "command", "command": ["no-such-tts", "{output}"]}]))
+    job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="t", storyboard={
+        "scenes": [{"prompt": "a fox", "duration_s": 1, "narration": "Hello."}], "voice": "broken"})).job_id
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("video_jobs", [str(job_id)])
+        result = generate_film.execute_in_process(
+            partition_key=str(job_id), instance=instance, raise_on_error=False,
+            resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
+                       "generation": GenerationResource(model_cache=str(tmp_path / "models"),
+                                                        voice_registry_path=str(voices)),
+                       "quality": QualityResource(), "storage": storage})
+    assert not result.success
+    row = store.reads.get(job_id)
+    assert (row["status"], row["error_code"]) == ("failed", "tts_failed")
+    assert row["error_message"] == ("the text-to-speech program 'no-such-tts' of voice 'broken' was not found; "
+                                    "install it (Debian: apt-get install flite espeak-ng)")
