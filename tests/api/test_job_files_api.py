@@ -63,8 +63,8 @@ def test_only_subtitles_and_scene_thumbnails_and_only_of_my_finished_jobs(api, s
             assert response.status_code == 404, name
             assert response.json()["error"]["code"] in ("no_output", "not_found"), name
         shown = http.get(f"/api/v1/jobs/{job_id}/files/metadata.json")
-        assert error_of(shown) == (404, "no_output", "'metadata.json' is not a file a job has: subtitles.srt, "
-                                                     "subtitles.vtt or scene_NN.png")
+        assert error_of(shown) == (404, "no_output", ("'metadata.json' is not a file a job has: subtitles.srt, "
+                                                      "subtitles.vtt or scene_NN.png"))
         pending = http.post("/api/v1/jobs", json={"prompt": "a fox", "width": 64, "height": 64, "num_frames": 9,
                                                   "steps": 4}).json()["id"]
         assert error_of(http.get(f"/api/v1/jobs/{pending}/files/subtitles.vtt")) == (

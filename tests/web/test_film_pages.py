@@ -214,8 +214,8 @@ def test_a_silent_recording_shows_the_apis_message_and_makes_no_job(api, tab, tm
     assert page.get_by_label("Prompt", exact=True).is_enabled()
     assert page.locator("#audio_prompt-error").inner_text() == ""
     # The upload's 422 is the browser's one console line; nothing else went wrong.
-    assert tab.errors == [f"console: Failed to load resource: the server responded with a status of 422 "
-                          f"(Unprocessable Entity) ({api.url}/videos/new)"]
+    assert tab.errors == [("console: Failed to load resource: the server responded with a status of 422 "
+                           f"(Unprocessable Entity) ({api.url}/videos/new)")]
 
 
 def media(tmp_path: Path) -> dict[str, Path]:
