@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from api.context import ApiContext
 from api.deps import Caller, Context, Viewer, require_write
@@ -289,7 +289,13 @@ def download_file(job_id: int, name: str, principal: Viewer, ctx: Context):
     key = job_key(job_id, name)
     if not ctx.storage.exists(key):  # a clip, a film without subtitles, a scene it does not have
         raise JobNotFoundError(f"job {job_id} has no {name}", code="no_output")
+    media_type = OUTPUT_TYPES[Path(name).suffix]
+    disposition = {"Content-Disposition": f'attachment; filename="job-{job_id}-{name}"'}
     if ctx.settings.storage_backend == "s3":
-        return RedirectResponse(ctx.storage.presigned_url(key, ctx.settings.presign_expiry_s), status_code=307)
+        if name.endswith(".png"):
+            return RedirectResponse(ctx.storage.presigned_url(key, ctx.settings.presign_expiry_s), status_code=307)
+        # Subtitles come through the API, not as a link to the bucket: a player's <track> loads only
+        # same-origin files (or CORS ones), and the files are a few KiB.
+        return Response(ctx.storage.read_bytes(key), media_type=media_type, headers=disposition)
     path = Path(unquote(urlsplit(ctx.storage.uri_for(key)).path))
-    return FileResponse(path, media_type=OUTPUT_TYPES[path.suffix], filename=f"job-{job_id}-{name}")
+    return FileResponse(path, media_type=media_type, filename=f"job-{job_id}-{name}")

@@ -4,11 +4,13 @@ folder (metadata.json, the video under another name, paths) reachable through it
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from tests.api.conftest import make_account
+from tests.api.conftest import another_api, make_account
 from tests.api.test_auth import error_of
 from tests.api.test_privacy import finished_job
+from tests.storage.conftest import aws_test_environment, make_s3_storage, moto_endpoint  # noqa: F401 - fixtures
 from videogen.config import DEFAULT_BUCKET
 from videogen.storage.job_outputs import job_key
 from videogen.storage.local import LocalObjectStorage
@@ -87,3 +89,21 @@ def test_the_quote_prices_an_uploaded_audio_prompt_without_a_typed_prompt(api, u
                                               f"upload the file under uploads/{user.id}/"}
         typed = http.post("/api/v1/jobs/quote", json={"prompt": ""}).json()
         assert not typed["valid"] and typed["error"]["field"] == "prompt"
+
+
+def test_with_s3_subtitles_come_through_the_api_and_thumbnails_as_links(api, user, tmp_path, moto_endpoint):  # noqa: F811
+    """A <track> loads only same-origin (or CORS) files: the WebVTT is served by the API, not redirected."""
+    bucket = make_s3_storage(moto_endpoint)
+    job_id = finished_job(api, LocalObjectStorage(root=tmp_path / "unused", bucket=DEFAULT_BUCKET), tmp_path, user.id)
+    film_outputs(bucket, tmp_path, job_id)
+    s3_api = another_api(api, tmp_path / "s3-api", VIDEOGEN_STORAGE_BACKEND="s3", VIDEOGEN_S3_ENDPOINT_URL=moto_endpoint,
+                         VIDEOGEN_BUCKET=bucket.bucket)
+    with s3_api as url, httpx.Client(base_url=url, headers=user.headers, timeout=30) as http:
+        vtt = http.get(f"/api/v1/jobs/{job_id}/files/subtitles.vtt")
+        assert vtt.status_code == 200 and vtt.text == VTT and vtt.headers["content-type"].startswith("text/vtt")
+        assert vtt.headers["content-disposition"] == f'attachment; filename="job-{job_id}-subtitles.vtt"'
+        assert http.get(f"/api/v1/jobs/{job_id}/files/subtitles.srt").text == SRT
+        png = http.get(f"/api/v1/jobs/{job_id}/files/scene_01.png")
+        assert png.status_code == 307 and png.headers["location"].startswith(f"{moto_endpoint}/{bucket.bucket}/")
+        assert httpx.get(png.headers["location"]).content == PNG
+        assert http.get(f"/api/v1/jobs/{job_id}/files/scene_02.png").status_code == 404
