@@ -134,6 +134,8 @@ class JobDraft(BaseModel):
     guidance_scale: Scalar = None
     seed: Scalar = None
     quality_preset: Scalar = None
+    audio_prompt_key: str | None = Field(default=None, max_length=1024, description=(
+        "An uploaded audio prompt: then an empty prompt is priced (the transcript is checked by the run)."))
     storyboard: dict[str, Any] | None = None
 
 

@@ -33,6 +33,7 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "/signup": ("signup.html", "Create an account", "signup"),
     "/videos": ("videos.html", "My videos", "videos"),
     "/videos/new": ("new.html", "New video", "new"),
+    "/videos/new-film": ("new_film.html", "New film", "new_film"),
     "/account": ("account.html", "Account", "account"),
     "/admin/kpis": ("admin_kpis.html", "KPIs", "admin_kpis"),
     "/admin/users": ("admin_users.html", "Users", "admin_users"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from api.context import ApiContext
 from api.deps import Caller, Context, Viewer, require_write
@@ -29,6 +30,7 @@ from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
 from videogen.film.plan import validate_film
 from videogen.lifecycle import JobRequest
+from videogen.lifecycle.submission import with_spoken_prompt
 from videogen.storage.job_outputs import job_key
 from videogen.storage.uploads import check_owned
 from videogen.validation import given, validate_request
@@ -40,6 +42,10 @@ logger = logging.getLogger("videogen.api.jobs")
 MAX_IDEMPOTENCY_KEY = 200
 STREAM_POLL_S = 0.2
 STREAM_KEEPALIVE_S = 15.0
+# A film's other outputs a person may fetch; everything else under videos/<id>/ (metadata.json with
+# its cache keys, a half-written upload) stays private. Name → media type (the player's <track> wants text/vtt).
+OUTPUT_FILES = re.compile(r"subtitles\.(srt|vtt)|scene_[0-9]{2}\.png")
+OUTPUT_TYPES = {".srt": "application/x-subrip", ".vtt": "text/vtt", ".png": "image/png"}
 INT_PARAMETERS = ("width", "height", "num_frames", "fps", "steps", "seed")
 
 
@@ -135,6 +141,9 @@ def quote(body: JobDraft, principal: Caller, ctx: Context) -> QuoteOut:
     balance = Decimal(ctx.users.get(principal.user_id)["credit_balance"])
     draft = body.model_dump()
     try:
+        if draft.get("audio_prompt_key") is not None:
+            check_owned(draft["audio_prompt_key"], principal.user_id, field="audio_prompt_key", code="audio_not_found")
+            draft = with_spoken_prompt(draft)
         if draft.get("storyboard") is not None:  # a film: priced as the sum of its scenes' clips
             checked = validate_film(draft, ctx.registry, seed_if_missing=0).request
         else:
@@ -264,3 +273,29 @@ def download_video(job_id: int, principal: Viewer, ctx: Context):
 @router.get("/{job_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}, 307: {"description": "S3 link"}})
 def download_thumbnail(job_id: int, principal: Viewer, ctx: Context):
     return _download(ctx, principal, job_id, "thumbnail_uri", "thumbnail")
+
+
+@router.get("/{job_id}/files/{name}",
+            responses={200: {"content": {"text/vtt": {}, "application/x-subrip": {}, "image/png": {}}},
+                       307: {"description": "S3 link"}, 404: {"description": "No such job, file or name."}})
+def download_file(job_id: int, name: str, principal: Viewer, ctx: Context):
+    """A film's subtitles (``subtitles.srt``, ``subtitles.vtt``) or a scene's thumbnail (``scene_01.png``…)."""
+    job = visible_job(ctx, principal, job_id)
+    if not OUTPUT_FILES.fullmatch(name):
+        raise JobNotFoundError(f"{name!r} is not a file a job has: subtitles.srt, subtitles.vtt or scene_NN.png",
+                               code="no_output")
+    if job["status"] != "succeeded":
+        raise JobNotFoundError(f"job {job_id} has no {name} (it is {job['status']})", code="no_output")
+    key = job_key(job_id, name)
+    if not ctx.storage.exists(key):  # a clip, a film without subtitles, a scene it does not have
+        raise JobNotFoundError(f"job {job_id} has no {name}", code="no_output")
+    media_type = OUTPUT_TYPES[Path(name).suffix]
+    disposition = {"Content-Disposition": f'attachment; filename="job-{job_id}-{name}"'}
+    if ctx.settings.storage_backend == "s3":
+        if name.endswith(".png"):
+            return RedirectResponse(ctx.storage.presigned_url(key, ctx.settings.presign_expiry_s), status_code=307)
+        # Subtitles come through the API, not as a link to the bucket: a player's <track> loads only
+        # same-origin files (or CORS ones), and the files are a few KiB.
+        return Response(ctx.storage.read_bytes(key), media_type=media_type, headers=disposition)
+    path = Path(unquote(urlsplit(ctx.storage.uri_for(key)).path))
+    return FileResponse(path, media_type=media_type, filename=f"job-{job_id}-{name}")

@@ -19,7 +19,7 @@ from tests.web.conftest import VIDEO_PAGE
 from videogen.accounts.credits import CreditLedger
 from videogen.kpi.tables import kpi_spark_daily, kpi_spark_daily_by_model
 
-PAGES = ["/videos", "/videos/new", "/account", "/admin/users", "/admin/jobs"]
+PAGES = ["/videos", "/videos/new", "/videos/new-film", "/account", "/admin/users", "/admin/jobs"]
 
 
 def jobs_of(api, user_id: str) -> list[dict]:

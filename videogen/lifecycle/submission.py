@@ -73,10 +73,17 @@ def _as_text(value: Any) -> str | None:
     return None if value is None else str(_storable(value))
 
 
+def with_spoken_prompt(raw: dict[str, Any]) -> dict[str, Any]:
+    """A request with an audio prompt and no typed prompt, as it is checked and priced before the run
+    transcribes it: the price does not depend on the words, and the transcript is checked once it exists."""
+    if raw.get("audio_prompt_key") and not (isinstance(raw.get("prompt"), str) and raw["prompt"].strip()):
+        return {**raw, "prompt": "(the transcript of the audio prompt)"}
+    return raw
+
+
 def price_of(raw: dict[str, Any], registry: ModelRegistry) -> Decimal:
     """Validate a request (a clip, or a film when it has a storyboard) and return its price in credits."""
-    if raw.get("audio_prompt_key") and not (isinstance(raw.get("prompt"), str) and raw["prompt"].strip()):
-        raw = {**raw, "prompt": "(the transcript of the audio prompt)"}  # checked once transcribed, by the run
+    raw = with_spoken_prompt(raw)
     if raw.get("storyboard") is not None:
         from videogen.film.plan import validate_film
 

@@ -64,8 +64,9 @@ export function signInAgain() {
 
 // fetch() for the API: JSON in and out, errors as ApiError; an expired session is refreshed once.
 // headers: extra request headers; background: a call the visitor did not ask for (a price preview),
-// which never navigates to the sign-in page and so never throws away what is being typed.
-export async function api(path, { method = "GET", body, query, headers: extra = {}, background = false, retried = false } = {}) {
+// which never navigates to the sign-in page and so never throws away what is being typed. A File or
+// Blob body goes as it is (an upload), with contentType.
+export async function api(path, { method = "GET", body, query, headers: extra = {}, contentType, background = false, retried = false } = {}) {
   let url = path;
   if (query) {
     const params = new URLSearchParams();
@@ -75,13 +76,14 @@ export async function api(path, { method = "GET", body, query, headers: extra = 
     if ([...params].length) url += "?" + params;
   }
   const headers = { Accept: "application/json", ...extra };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const raw = body instanceof Blob;
+  if (body !== undefined) headers["Content-Type"] = raw ? contentType || body.type : "application/json";
   if (!SAFE.has(method)) headers["X-CSRF-Token"] = cookie("vg_csrf");
   const response = await fetch(url, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, credentials: "same-origin", body: body === undefined || raw ? body : JSON.stringify(body),
   });
   if (response.status === 401 && !retried && !path.startsWith("/api/v1/session")) {
-    if (await refreshSession()) return api(path, { method, body, query, headers: extra, background, retried: true });
+    if (await refreshSession()) return api(path, { method, body, query, headers: extra, contentType, background, retried: true });
     if (!background) signInAgain();
     throw new ApiError(401, { error: { code: "session_ended", message: "your session has ended: sign in again" } });
   }
@@ -136,13 +138,19 @@ export function clearErrors(form) {
   for (const node of form.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
 }
 
+// A message that starts with its field's name ("storyboard.scenes[1].duration_s: -1 is out of range…")
+// loses that name next to the field: the place says which field it is. A field with a slot and no
+// input of its own (a storyboard's list of scenes) has its message there.
 export function showError(form, error) {
   const input = error.field && form.querySelector(`[name="${CSS.escape(error.field)}"]`);
   const slot = error.field && form.querySelector(`#${CSS.escape(error.field)}-error`);
-  if (input && slot) {
-    slot.textContent = error.message;
-    input.setAttribute("aria-invalid", "true");
-    input.focus();
+  if (slot) {
+    slot.textContent = error.message.startsWith(`${error.field}: `)
+      ? error.message.slice(error.field.length + 2) : error.message;
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
   } else {
     const slot = form.querySelector(".form-error") || $("#form-error");
     if (slot) slot.textContent = error.message;

@@ -1,46 +1,53 @@
-import { $, ApiError, api, clearErrors, el, page, setText, showError } from "../app.js";
+import { $, ApiError, clearErrors, page, setText, showError } from "../app.js";
+import { loadCatalog, parameters, priceAsYouType, submitChecked, uploadAudio } from "../job_form.js";
 
 const FIELDS = ["prompt", "negative_prompt", "model", "width", "height", "num_frames", "fps", "steps",
   "guidance_scale", "seed", "quality_preset"];
 
+// A spoken prompt: the file goes to the caller's uploads as soon as it is chosen, so that the API's
+// verdict on it (silent, too long, not audio) is shown at once, next to the field, before any job.
+const spoken = { file: null, upload: null, key: null, error: "" };
+
 function draft(form) {
-  const values = {};
-  for (const name of FIELDS) {
-    const value = form[name].value;
-    // Empty means "the model's default" (and no chosen seed); text goes as typed, checked by the API.
-    if (value.trim() !== "" || name === "prompt") values[name] = value;
+  const values = parameters(form, FIELDS);
+  if (spoken.file) {
+    values.prompt = "";  // the run transcribes the recording into the prompt
+    if (spoken.key) values.audio_prompt_key = spoken.key;
   }
   return values;
 }
 
-function describeLimits(models, name) {
-  const model = models.find((m) => m.name === name) || models.find((m) => m.default);
-  if (!model) return;
-  const { limits: l, defaults: d } = model;
-  setText("#model-hint", model.description || "");
-  const hints = {
-    width: `${l.min_width}–${l.max_width}, multiple of ${l.size_multiple} (default ${d.width})`,
-    height: `${l.min_height}–${l.max_height}, multiple of ${l.size_multiple} (default ${d.height})`,
-    num_frames: `${l.frame_multiple}k+1, ${l.min_frames}–${l.max_frames} (default ${d.num_frames})`,
-    fps: `${l.min_fps}–${l.max_fps} (default ${d.fps})`,
-    steps: `${l.min_steps}–${l.max_steps} (default ${d.steps})`,
-    guidance_scale: `${l.min_guidance_scale}–${l.max_guidance_scale} (default ${d.guidance_scale})`,
-    seed: "empty: a random seed, recorded with the video",
-  };
-  for (const [name, text] of Object.entries(hints)) setText(`#${name}-hint`, text);
-  for (const name of ["width", "height", "num_frames", "fps", "steps", "guidance_scale"]) {
-    $(`#${name}`).placeholder = String(d[name]);
-  }
-}
-
-function showQuote(quote) {
-  if (!quote.valid) {
-    setText("#cost", "");
+function chooseRecording(form, price) {
+  const input = form.audio_prompt;
+  const file = input.files[0] || null;
+  spoken.file = file;
+  spoken.key = null;
+  spoken.error = "";
+  setText("#audio_prompt-error", "");
+  setText("#audio_prompt-status", "");
+  input.removeAttribute("aria-invalid");
+  form.prompt.disabled = Boolean(file);  // one prompt: the recording's words replace the typed ones
+  $("#audio_prompt-clear").hidden = !file;
+  if (!file) {
+    spoken.upload = null;
     return;
   }
-  const text = `Cost: ${quote.credits} credits (balance ${quote.balance})`;
-  setText("#cost", quote.missing ? `${text}: ${quote.missing} credits missing` : text);
-  $("#cost").classList.toggle("short", Boolean(quote.missing));
+  setText("#audio_prompt-status", `Uploading ${file.name}…`);
+  const upload = uploadAudio(file, "audio_prompt").then((key) => {
+    if (spoken.upload !== upload) return null;  // another file was chosen meanwhile
+    spoken.key = key;
+    setText("#audio_prompt-status", `${file.name} is ready: its words become the prompt.`);
+    price.changed();  // the price of the spoken prompt
+    return key;
+  }, (error) => {
+    if (spoken.upload !== upload) return null;
+    spoken.error = error.message;
+    setText("#audio_prompt-status", "");
+    setText("#audio_prompt-error", error.message);
+    input.setAttribute("aria-invalid", "true");
+    return null;
+  });
+  spoken.upload = upload;
 }
 
 page(async (visitor) => {
@@ -48,28 +55,14 @@ page(async (visitor) => {
     throw new ApiError(403, { error: { code: "read_only_role", message: "support accounts are read-only" } });
   }
   const form = $("#job-form");
-  const catalog = await api("/api/v1/models");
-  $("#models").replaceChildren(...catalog.models.map((m) => el("option", { value: m.name }, m.description)));
-  $("#presets").replaceChildren(...catalog.quality_presets.map((p) => el("option", { value: p })));
-  const fallback = catalog.models.find((m) => m.default) || catalog.models[0];
-  form.model.placeholder = fallback ? fallback.name : "";
-  describeLimits(catalog.models, form.model.value);
-  form.model.addEventListener("input", () => describeLimits(catalog.models, form.model.value));
-
-  // The price as the form changes (a dry run: nothing is stored).
-  let timer = null;
-  let latest = 0;
-  let submissionKey = crypto.randomUUID();
-  form.addEventListener("input", () => {
-    submissionKey = crypto.randomUUID();
-    clearTimeout(timer);
-    timer = setTimeout(async () => {
-      const ticket = ++latest;
-      try {
-        const quote = await api("/api/v1/jobs/quote", { method: "POST", body: draft(form), background: true });
-        if (ticket === latest) showQuote(quote);
-      } catch { /* the price waits for the next change; submitting shows any error */ }
-    }, 300);
+  await loadCatalog(form);
+  const price = priceAsYouType(form, () => draft(form));
+  form.audio_prompt.addEventListener("change", () => chooseRecording(form, price));
+  $("#audio_prompt-clear").addEventListener("click", () => {
+    form.audio_prompt.value = "";
+    chooseRecording(form, price);
+    price.changed();
+    form.prompt.focus();
   });
 
   form.addEventListener("submit", async (event) => {
@@ -78,22 +71,17 @@ page(async (visitor) => {
     const button = $("#submit");
     button.disabled = true;
     try {
-      // Checked first: a request the API would reject is shown here and never becomes a job.
-      const quote = await api("/api/v1/jobs/quote", { method: "POST", body: draft(form) });
-      showQuote(quote);
-      if (!quote.valid) {
-        showError(form, quote.error);
-        return;
+      if (spoken.file) {
+        const key = await spoken.upload;
+        if (!key) {  // no job for a recording the API refused: its message stays next to the field
+          setText("#audio_prompt-error", spoken.error);
+          form.audio_prompt.setAttribute("aria-invalid", "true");
+          form.audio_prompt.focus();
+          return;
+        }
       }
-      if (quote.missing) {
-        showError(form, { message: `This video costs ${quote.credits} credits; your balance is ${quote.balance}.` });
-        return;
-      }
-      const request = Object.fromEntries(Object.entries(quote.request).filter(([, v]) => v !== null));
-      // The same key until the form changes: pressing Generate twice (or again after a lost answer)
-      // gives the one job, charged once.
-      const job = await api("/api/v1/jobs", { method: "POST", body: request, headers: { "Idempotency-Key": submissionKey } });
-      location.assign(`/videos/${job.id}`);
+      await submitChecked(form, draft(form), price.key(), (request) => (
+        spoken.file ? { ...request, prompt: "", audio_prompt_key: spoken.key } : request));
     } catch (error) {
       showError(form, error);
     } finally {

@@ -16,6 +16,48 @@ function showProgress(job) {
     ? `denoising step ${Math.round(progress * steps)} of ${steps}` : "");
 }
 
+// A film's own outputs, through the API (GET /jobs/{id}/files/{name}: the job's visibility rules).
+const fileUrl = (name) => `/api/v1/jobs/${jobId}/files/${name}`;
+const sceneFile = (index) => `scene_${String(index + 1).padStart(2, "0")}.png`;
+let filmShownFor = null;
+
+// Its scenes as the storyboard says them, with each scene's thumbnail once the film is made.
+function showFilm(job) {
+  const board = job.storyboard;
+  $("#film").hidden = !board;
+  if (!board || filmShownFor === job.status) return;
+  filmShownFor = job.status;
+  const done = job.status === "succeeded";
+  const scenes = Array.isArray(board.scenes) ? board.scenes : [];
+  $("#film-scenes").replaceChildren(...scenes.map((scene, index) => el("li", {},
+    done ? el("img", { src: fileUrl(sceneFile(index)), alt: `Scene ${index + 1}: ${scene.prompt}`, loading: "lazy" }) : null,
+    el("dl", { class: "meta" },
+      el("dt", {}, "Scene"), el("dd", {}, String(index + 1)),
+      el("dt", {}, "Prompt"), el("dd", {}, scene.prompt ?? "—"),
+      el("dt", {}, "Duration"), el("dd", {}, scene.duration_s === undefined ? "—" : `${scene.duration_s} s`),
+      el("dt", {}, "Narration"), el("dd", {}, scene.narration || "—"),
+      el("dt", {}, "Transition"), el("dd", {}, scene.transition || "cut")))));
+}
+
+// Subtitles exist as files when the storyboard asks for any (sidecar or burned): the links, and a
+// track on the player (added before its source, so the browser selects it as the default track).
+function showSubtitles(job) {
+  const board = job.storyboard;
+  const has = job.status === "succeeded" && board && board.subtitles && board.subtitles !== "none";
+  for (const [id, name] of [["#download-srt", "subtitles.srt"], ["#download-vtt", "subtitles.vtt"]]) {
+    $(id).hidden = !has;
+    if (has) $(id).href = fileUrl(name);
+  }
+  if (has && !$("#player track")) {
+    $("#player").append(el("track", { kind: "subtitles", label: "Subtitles", src: fileUrl("subtitles.vtt"), default: true }));
+  }
+}
+
+function musicOf(board) {
+  if (!board.music || board.music === "none") return "none";
+  return typeof board.music === "object" ? "my audio file" : board.music;
+}
+
 function showJob(job, visitor) {
   showProgress(job);
   const waiting = job.status === "pending" || job.status === "queued";
@@ -24,6 +66,8 @@ function showJob(job, visitor) {
   queue.textContent = job.queue_position === 0 ? "Next in the queue." : `${job.queue_position} jobs ahead in the queue.`;
   const done = job.status === "succeeded" && job.video_url;
   $("#result").hidden = !done;
+  showFilm(job);
+  showSubtitles(job);
   if (done && $("#player").getAttribute("src") !== job.video_url) {
     $("#player").src = job.video_url;
     $("#download").href = job.video_url;
@@ -37,8 +81,15 @@ function showJob(job, visitor) {
   if (retry) retry.hidden = !(job.status === "failed" || job.status === "canceled")
     || !(visitor.role === "admin" || visitor.id === job.user_id);
   const p = job.parameters || {};
+  const board = job.storyboard;
+  // An audio prompt's job has no prompt until the run has transcribed the recording.
+  const prompt = job.prompt || (job.transcript === null ? "a recording, transcribed when the job runs" : "");
   const rows = [
-    ["Prompt", job.prompt], ["Negative prompt", job.negative_prompt || "—"], ["Model", job.model],
+    [board ? "Title" : "Prompt", prompt],
+    ...(job.transcript !== null && job.transcript !== undefined ? [["Transcript", job.transcript]] : []),
+    ...(board ? [["Scenes", (board.scenes || []).length], ["Voice", board.voice || "—"], ["Music", musicOf(board)],
+      ["Subtitles", board.subtitles || "none"]] : []),
+    ["Negative prompt", job.negative_prompt || "—"], ["Model", job.model],
     ["Seed", p.seed], ["Size", `${p.width} × ${p.height}`], ["Frames", p.num_frames], ["Frames per second", p.fps],
     ["Denoising steps", p.steps], ["Guidance scale", p.guidance_scale], ["Quality preset", p.quality_preset],
     ["Credits", job.credits ?? "—"], ["GPU seconds", job.gpu_seconds === null ? "—" : job.gpu_seconds.toFixed(2)],
