@@ -1,4 +1,4 @@
-"""api_submit_job() (migration 0006) through videogen.lifecycle.one_trip, on the real PostgreSQL: a
+"""api_submit_job() (migration 0007) through videogen.lifecycle.one_trip, on the real PostgreSQL: a
 request with nothing to refuse writes exactly what the general path writes; any refusal leaves no
 trace at all (not even the rate-limit count), so that the general path, which then answers, counts
 the request once."""

@@ -176,7 +176,7 @@ api_rate_limits = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
 )
 
-# Migration 0006 adds a function, api_submit_job(): an API submission with nothing to refuse in one
+# Migration 0007 adds a function, api_submit_job(): an API submission with nothing to refuse in one
 # statement (videogen.lifecycle.one_trip). Functions are outside this metadata and its comparison
 # with the migrations; tests/test_one_trip_submission.py runs it against the general path instead.
 
