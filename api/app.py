@@ -44,7 +44,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        ctx.close()
+        await ctx.aclose()
 
     app = FastAPI(title="videogen API", version="1", lifespan=lifespan,
                   description="Text-to-video generation: submit jobs, follow them, download the videos.")

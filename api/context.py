@@ -16,6 +16,7 @@ from videogen.accounts.users import Users
 from videogen.config import Settings
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import Account, JobStore
+from videogen.lifecycle.one_trip import OneTripSubmissions
 from videogen.secret_files import kept_secret
 
 JWT_SECRET_FILE = "api-jwt-secret"
@@ -80,6 +81,12 @@ class ApiContext:
         return Account(reserve_credits=True, max_active_jobs=self.settings.api_max_active_jobs)
 
     @cached_property
+    def one_trip(self) -> OneTripSubmissions:
+        """POST /jobs when nothing in it needs refusing (asyncpg; its own pool, next to the engine's)."""
+        return OneTripSubmissions(self.settings.database_url, limiter=self.limiter, registry=self.registry,
+                                  account=self.account_limits)
+
+    @cached_property
     def platform_metrics(self):
         from videogen.metrics.platform import PlatformCollector
 
@@ -90,6 +97,11 @@ class ApiContext:
         from videogen.storage.factory import storage_from_settings
 
         return storage_from_settings(self.settings)
+
+    async def aclose(self) -> None:
+        if "one_trip" in self.__dict__:
+            await self.one_trip.close()
+        self.close()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,14 +6,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from api.context import ApiContext
 from api.session_cookies import ACCESS_COOKIE, check_csrf
+from videogen.accounts.keys import lookup
 from videogen.accounts.users import Principal
-from videogen.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from videogen.errors import AuthenticationError, PermissionDeniedError, RateLimitedError, VideogenError
+from videogen.lifecycle.one_trip import Credentials
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    # async: a plain def dependency would be handed to a worker thread on every request.
     return request.app.state.context
 
 
@@ -53,6 +58,59 @@ def caller(
 
 
 Caller = Annotated[Principal, Depends(caller)]
+
+
+def presented(ctx: ApiContext, authorization: str | None, api_key: str | None, request: Request) -> Credentials | None:
+    """The credentials as :func:`authenticate` reads them, checked as far as no database is needed (a key
+    shaped like one; an access token's signature, expiry and, from a cookie, the CSRF token). None
+    when anything is wrong with them: :func:`caller` then says what."""
+    try:
+        if api_key is not None:
+            found = lookup(api_key.strip())
+            return None if found is None else Credentials(key_prefix=found[0], key_hash=found[1])
+        if authorization is None and request.cookies.get(ACCESS_COOKIE):
+            check_csrf(request)
+            return Credentials(token_user=ctx.access_tokens.subject(request.cookies[ACCESS_COOKIE]))
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return Credentials(token_user=ctx.access_tokens.subject(token.strip()))
+    except VideogenError:
+        return None
+
+
+async def _json_body_fits(request: Request, model: type[BaseModel]) -> bool:
+    """Whether FastAPI will accept the request's body as ``model`` (checked conservatively: JSON
+    declared as such, and valid)."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+        return False
+    try:
+        model.model_validate(await request.json())  # the body FastAPI has read and parsed already
+    except Exception:  # noqa: BLE001 - any doubt: the general path
+        return False
+    return True
+
+
+def submitter(model: type[BaseModel]):
+    """A dependency for a route that can check its caller inside its own statement (POST /jobs):
+
+    - credentials that pass :func:`presented` and a body that ``model`` accepts: the
+      :class:`Credentials`, checked by the route's statement;
+    - anything else: exactly :func:`caller` (authentication and the rate limit first, so a request
+      with bad credentials gets its 401 before its body's 422, and an invalid body is counted)."""
+
+    async def dependency(
+        ctx: Context,
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+    ) -> Principal | Credentials:
+        credentials = presented(ctx, authorization, x_api_key, request)
+        if credentials is not None and await _json_body_fits(request, model):
+            return credentials
+        return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
+
+    return dependency
 
 
 def viewer(

@@ -16,8 +16,10 @@ run workers and the generation replicas live in pods of their own, not on the AP
 
 Accounts: ``--users`` users made through videogen.accounts (Users.create, CreditLedger.grant,
 ApiKeys.create), requests spread round-robin over them; the API's per-user rate limit and active-jobs
-cap are set to 100000 (above the offered load). Clients: ``--clients`` asyncio tasks, each its own
-httpx.AsyncClient with one keep-alive connection, opened (and used once) before the clock starts.
+cap are set to 100000 (above the offered load). Clients: ``--clients`` asyncio tasks on uvloop, each
+with one HTTP/1.1 keep-alive connection of its own (RawHttp: prepared request bytes, answers read by
+Content-Length; httpx cost about 1 ms of CPU per request, on the cores the API is measured on),
+opened (and used once) before the clock starts.
 uvicorn's workers share one listening socket, and connections opened at once mostly land on one of
 them (19/1 is typical here), which would leave the others idle for the whole run: so the benchmark
 reads from /proc which worker holds each connection and reopens those over clients/N until every
@@ -398,52 +400,141 @@ class Workers:
         return "/".join(str(v) for v in values)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP response as the load generator keeps it."""
+
+    status_code: int
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class RawHttp(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection, one request at a time: the request written as prepared
+    bytes, the answer read by its Content-Length. The load generator shares the machine's cores with
+    the API, so its own CPU per request is kept to a small fraction of the API's (httpx took about
+    1 ms per request here, more than the API's own submission path)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future | None = None
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawHttp:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(cls, host, port)
+        return protocol
+
+    @property
+    def client_port(self) -> int:
+        return self.transport.get_extra_info("sockname")[1]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"the API closed the connection ({exc!r})"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            self.waiter.set_exception(BenchError(f"an answer without Content-Length: {head[:200]!r}"))
+            return
+        line_end = head.find(b"\r\n", at + 2)
+        total = end + 4 + int(head[at + 17:line_end if line_end >= 0 else len(head)])
+        if len(self.buffer) < total:
+            return
+        reply = Reply(int(head[9:12]), bytes(self.buffer[end + 4:total]))
+        del self.buffer[:total]
+        self.waiter.set_result(reply)
+
+    async def request(self, data: bytes) -> Reply:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def http_request(method: str, path: str, headers: dict[str, str], body: Any) -> bytes:
+    """The bytes of one request (keep-alive is HTTP/1.1's default)."""
+    payload = b"" if body is None else json.dumps(body).encode()
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
 def http_load(url: str, n: int, clients: int, call: Callable[[int], Call],
-              keep: Callable[[httpx.Response], Any] = lambda r: None, meter: CpuMeter | None = None,
+              keep: Callable[[Reply], Any] = lambda r: None, meter: CpuMeter | None = None,
               workers: Workers | None = None, rebalance: bool = True) -> Load:
-    """``n`` requests from ``clients`` asyncio tasks, each its own keep-alive connection; the clock
-    starts once every client has its connection open. With ``workers``: connections are opened at
-    once, then (``rebalance``) any on a worker holding more than its share is reopened until each
-    worker holds clients/N; the spread over the workers is recorded before and after."""
+    """``n`` requests from ``clients`` asyncio tasks (uvloop), each its own keep-alive connection
+    (:class:`RawHttp`); the clock starts once every client has its connection open. Requests are
+    prepared as bytes before the clock starts. With ``workers``: connections are opened at once, then
+    (``rebalance``) any on a worker holding more than its share is reopened until each worker holds
+    clients/N; the spread over the workers is recorded before and after."""
+    import uvloop
+
+    host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+    requests = [http_request(*call(i)) for i in range(n)]
+    health = http_request("GET", "/health", {}, None)
     latencies: list[float] = [0.0] * n
     results: list[Any] = [None] * n
     statuses: Counter = Counter()
     counter = itertools.count()
     spreads: list[str] = []
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-    async def open_client() -> tuple[httpx.AsyncClient, int]:
-        http = httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
-        response = await http.get("/health")
-        response.raise_for_status()
-        return http, response.extensions["network_stream"].get_extra_info("client_addr")[1]
+    async def open_client() -> RawHttp:
+        conn = await RawHttp.open(host, int(port))
+        reply = await conn.request(health)
+        if reply.status_code != 200:
+            raise BenchError(f"GET /health answered {reply.status_code}")
+        return conn
 
-    async def balance(conns: list[tuple[httpx.AsyncClient, int]]) -> None:
-        spreads.append(workers.spread([p for _, p in conns]))
+    async def balance(conns: list[RawHttp]) -> None:
+        spreads.append(workers.spread([c.client_port for c in conns]))
         if not rebalance:
             return
         quota = math.ceil(clients / workers.count)
         for _ in range(50 * clients):
-            owners = workers.owners([p for _, p in conns])
+            owners = workers.owners([c.client_port for c in conns])
             counts = Counter(owners)
             over = next((i for i, o in enumerate(owners) if o is None or counts[o] > quota), None)
             if over is None:
                 break
-            await conns[over][0].aclose()
+            conns[over].close()
             conns[over] = await open_client()
-        for i, (http, _) in enumerate(conns):  # fresh keep-alive timers; a reconnect would show below
-            response = await http.get("/health")
-            conns[i] = (http, response.extensions["network_stream"].get_extra_info("client_addr")[1])
-        spreads.append(workers.spread([p for _, p in conns]))
+        for conn in conns:  # fresh keep-alive timers
+            await conn.request(health)
+        spreads.append(workers.spread([c.client_port for c in conns]))
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(conn: RawHttp) -> None:
         while (i := next(counter)) < n:
-            method, path, headers, body = call(i)
             started = time.perf_counter()
-            response = await http.request(method, path, headers=headers, json=body)
+            reply = await conn.request(requests[i])
             latencies[i] = time.perf_counter() - started
-            statuses[response.status_code] += 1
-            results[i] = keep(response) if response.is_success else response.text
+            statuses[reply.status_code] += 1
+            results[i] = keep(reply) if reply.is_success else reply.text
 
     async def main() -> float:
         conns = list(await asyncio.gather(*(open_client() for _ in range(clients))))
@@ -453,16 +544,17 @@ def http_load(url: str, n: int, clients: int, call: Callable[[int], Call],
             if meter:
                 meter.start()
             started = time.perf_counter()
-            await asyncio.gather(*(client(http) for http, _ in conns))
+            await asyncio.gather(*(client(conn) for conn in conns))
             wall = time.perf_counter() - started
             if meter:
                 meter.stop()
             return wall
         finally:
-            for http, _ in conns:
-                await http.aclose()
+            for conn in conns:
+                conn.close()
 
-    wall = asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        wall = runner.run(main())
     return Load(wall, latencies, statuses, results, meter, spreads=spreads)
 
 
@@ -839,7 +931,7 @@ def main() -> int:
                    "Dagster daemon running (pending-jobs + reconciliation sensors live; run queue paused with "
                    "max_concurrent_runs: 0, so no run is launched and nothing generates)")
     print(f"videogen API benchmark — {os.cpu_count()} CPUs; serve-api --workers {args.workers}; {daemon_line}; "
-          f"{args.clients} clients (httpx.AsyncClient, keep-alive), {args.users} users, rate limit and active-jobs "
+          f"{args.clients} clients (raw HTTP/1.1 keep-alive over uvloop), {args.users} users, rate limit and active-jobs "
           f"cap {LIMIT_ABOVE_LOAD}; each figure next to its baseline from this run", flush=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="videogen-api-bench-") as tmp, contextlib.ExitStack() as stack:

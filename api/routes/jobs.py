@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from api.context import ApiContext
-from api.deps import Caller, Context, Viewer, require_write
+from api.deps import Caller, Context, Viewer, caller, require_write, submitter
 from api.errors import error_body
 from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobPage, ProblemOut, QuoteOut, Status
 from videogen.accounts.users import Principal
@@ -30,6 +30,7 @@ from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
 from videogen.film.plan import validate_film
 from videogen.lifecycle import JobRequest
+from videogen.lifecycle.one_trip import Credentials
 from videogen.lifecycle.submission import with_spoken_prompt
 from videogen.storage.job_outputs import job_key
 from videogen.storage.uploads import check_owned
@@ -47,6 +48,7 @@ STREAM_KEEPALIVE_S = 15.0
 OUTPUT_FILES = re.compile(r"subtitles\.(srt|vtt)|scene_[0-9]{2}\.png")
 OUTPUT_TYPES = {".srt": "application/x-subrip", ".vtt": "text/vtt", ".png": "image/png"}
 INT_PARAMETERS = ("width", "height", "num_frames", "fps", "steps", "seed")
+Submitter = Annotated[Principal | Credentials, Depends(submitter(JobCreate))]
 
 
 def _number(name: str, raw: str | None) -> Any:
@@ -103,10 +105,40 @@ def _idempotency_key(raw: str | None) -> str | None:
                         402: {"description": "The balance does not cover the job's price."},
                         422: {"description": "The request is invalid; the job is stored as `rejected`."},
                         429: {"description": "Rate limit, or too many active jobs."}})
-def submit(body: JobCreate, principal: Caller, ctx: Context,
-           idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Any:
+async def submit(body: JobCreate, who: Submitter, ctx: Context, request: Request,
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Any:
     """Submit a generation request. Its price in credits is reserved from the balance at once and
     given back if the job ends rejected, failed or canceled."""
+    if isinstance(who, Credentials):
+        answered = await _submit_in_one_trip(ctx, who, body, idempotency_key)
+        if answered is not None:
+            return answered
+        # Something to refuse, or a repeated Idempotency-Key: the general path, from the start.
+        who = await run_in_threadpool(caller, ctx, request, request.headers.get("authorization"),
+                                      request.headers.get("x-api-key"))
+    return await run_in_threadpool(_submit, body, who, ctx, idempotency_key)
+
+
+async def _submit_in_one_trip(ctx: ApiContext, credentials: Credentials, body: JobCreate,
+                              idempotency_key: str | None) -> Response | None:
+    """A new job, or None when the general path must answer. Callback URLs take the general path
+    (their check resolves the host name, which must not block the event loop)."""
+    if body.callback_url is not None:
+        return None
+    try:
+        key = _idempotency_key(idempotency_key)
+    except ValidationError:
+        return None
+    done = await ctx.one_trip.submit(credentials, JobRequest(user_id="", idempotency_key=key, **body.model_dump()))
+    if done is None:
+        return None
+    logger.info("job submitted", extra={"job_id": done.job["id"], "user_id": done.principal.user_id})
+    # Serialized here: FastAPI would validate the JobOut a second time against the response model.
+    return Response(job_out(ctx, done.job, done.queue_position).model_dump_json(), status_code=201,
+                    media_type="application/json")
+
+
+def _submit(body: JobCreate, principal: Principal, ctx: ApiContext, idempotency_key: str | None) -> Any:
     require_write(principal)
     if body.priority != 0 and principal.role != "admin":
         raise PermissionDeniedError("only an admin may set a job's priority", code="admin_only")

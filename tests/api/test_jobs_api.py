@@ -322,3 +322,40 @@ def test_a_retry_counts_against_the_active_jobs_cap(api, tmp_path):
         assert http.post("/api/v1/jobs", json=TINY).status_code == 201
         assert error_of(http.post(f"/api/v1/jobs/{first['id']}/retry"))[:2] == (429, "too_many_active_jobs")
         assert http.get(f"/api/v1/jobs/{first['id']}").json()["status"] == "canceled"
+
+
+def test_a_submission_with_nothing_to_refuse_is_one_transaction_and_answers_like_the_general_path(api):
+    """api_submit_job() answers it: the key check's rate-limit count, the job, its audit event and its
+    reservation are written by one transaction (one xmin). A replay of its Idempotency-Key takes the
+    general path and answers with the same job (200 instead of 201)."""
+    user = make_account(api)
+    with api.client(**user.headers, **{"Idempotency-Key": "one-trip"}) as http:
+        first = http.post("/api/v1/jobs", json=TINY)
+        assert first.status_code == 201, first.text
+        job_id = first.json()["id"]
+        with api.engine.connect() as conn:
+            writers = {conn.execute(sa.text(sql), {"j": job_id, "u": user.id}).scalar_one() for sql in (
+                "SELECT xmin::text FROM jobs WHERE id = :j",
+                "SELECT xmin::text FROM job_events WHERE job_id = :j",
+                "SELECT xmin::text FROM credit_ledger WHERE job_id = :j AND kind = 'reserve'",
+                "SELECT xmin::text FROM api_rate_limits WHERE user_id = :u")}
+        assert len(writers) == 1
+        again = http.post("/api/v1/jobs", json=TINY)
+    assert again.status_code == 200, again.text
+    assert {**first.json(), "queue_position": None} == {**again.json(), "queue_position": None}
+    assert balance(api, user.id) == Decimal("100") - TINY_PRICE
+
+
+def test_a_refused_submission_is_counted_once_and_refused_like_before(api):
+    """Refusals leave the one-trip statement without a trace; the general path then counts the request
+    once and answers. Bad credentials are refused before a bad body, as every route does."""
+    poor = make_account(api, credits="0.01")
+    with api.client(**poor.headers) as http:
+        assert error_of(http.post("/api/v1/jobs", json=TINY))[0] == 402
+        assert error_of(http.post("/api/v1/jobs", json={**TINY, "width": "64"}))[0] == 422
+    with api.engine.connect() as conn:
+        hits = conn.execute(sa.text("SELECT sum(count) FROM api_rate_limits WHERE user_id = :u"),
+                            {"u": poor.id}).scalar_one()
+    assert hits == 2
+    with api.client(**{"X-API-Key": poor.key[:-2] + "xx"}) as http:
+        assert error_of(http.post("/api/v1/jobs", json={**TINY, "width": "64"}))[:2] == (401, "invalid_api_key")

@@ -35,6 +35,15 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def lookup(key: Any) -> tuple[str, str] | None:
+    """What finds and checks a presented key: its prefix and the SHA-256 stored for it; None when it
+    is not shaped like a key at all."""
+    parts = key.split("_") if isinstance(key, str) else []
+    if len(parts) < 3 or parts[0] != "vg" or not parts[1]:
+        return None
+    return parts[1], _digest(key)
+
+
 def check_scopes(raw: Any) -> list[str]:
     scopes = list(raw) if isinstance(raw, (list, tuple)) else None
     if not scopes or any(s not in KEY_SCOPES for s in scopes):
@@ -66,16 +75,17 @@ class ApiKeys:
             with self.engine.begin() as own:
                 return self.authenticate(key, own)
         invalid = AuthenticationError("invalid API key", code="invalid_api_key")
-        parts = key.split("_") if isinstance(key, str) else []
-        if len(parts) < 3 or parts[0] != "vg" or not parts[1]:
+        found = lookup(key)
+        if found is None:
             raise invalid
+        prefix, digest = found
         row = conn.execute(
             sa.select(api_keys.c.id, api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.revoked_at,
                       api_keys.c.last_used_at, users.c.id.label("user_id"), users.c.email, users.c.role,
                       users.c.deleted_at)
-            .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == parts[1])
+            .join(users, users.c.id == api_keys.c.user_id).where(api_keys.c.prefix == prefix)
         ).first()
-        if row is None or not hmac.compare_digest(row.key_hash, _digest(key)):
+        if row is None or not hmac.compare_digest(row.key_hash, digest):
             raise invalid
         if row.revoked_at is not None:
             raise AuthenticationError("this API key has been revoked", code="revoked_api_key")

@@ -37,21 +37,31 @@ class SharedRateLimiter:
     def __init__(self, engine: sa.Engine, limit: int, *, window_s: int = 1) -> None:
         self.engine, self.limit, self.window_s = engine, limit, window_s
 
+    def window(self, moment: float) -> int:
+        """The start of the window ``moment`` (epoch seconds) falls in: the counter's key."""
+        return int(moment // self.window_s) * self.window_s
+
+    @staticmethod
+    def cleanup_before(window: int) -> int | None:
+        """Now and then (one request in a hundred): windows older than this are deleted."""
+        return window - 3600 if random.random() < CLEANUP_PROBABILITY else None
+
     def hit(self, user_id: str, *, now: float | None = None, conn: sa.Connection | None = None) -> RateDecision:
         """Count one request of ``user_id`` (in ``conn``'s transaction when given)."""
         if conn is None:
             with self.engine.begin() as own:
                 return self.hit(user_id, now=now, conn=own)
         moment = time.time() if now is None else now
-        window = int(moment // self.window_s) * self.window_s
+        window = self.window(moment)
         count = conn.execute(
             pg_insert(api_rate_limits).values(user_id=user_id, window_start=window, count=1)
             .on_conflict_do_update(index_elements=["user_id", "window_start"],
                                    set_={"count": api_rate_limits.c.count + 1})
             .returning(api_rate_limits.c.count)
         ).scalar_one()
-        if random.random() < CLEANUP_PROBABILITY:
-            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < window - 3600))
+        cleanup_before = self.cleanup_before(window)
+        if cleanup_before is not None:
+            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < cleanup_before))
         if count <= self.limit:
             return RateDecision(True, count, 0)
         return RateDecision(False, count, max(1, math.ceil(window + self.window_s - moment)))

@@ -111,6 +111,22 @@ def storable_storyboard(raw: Any) -> Any:
         return _storable(json.dumps(raw))
 
 
+def row_values(request: JobRequest) -> dict[str, Any]:
+    """The ``jobs`` columns a request sets (a parameter left as None takes the column's default)."""
+    values = {
+        "prompt": _as_text(request.prompt) or "",
+        "negative_prompt": _as_text(request.negative_prompt) or "",
+        "priority": int(request.priority),
+        "idempotency_key": request.idempotency_key,
+        "callback_url": request.callback_url,
+    }
+    for name in REQUEST_PARAMETERS:
+        raw = getattr(request, name)
+        if raw is not None:
+            values[name] = _as_text(raw)
+    return values
+
+
 def lock_user(conn: sa.Connection, user_id: str) -> None:
     """One submission (or retry, or erasure) of a user at a time until the transaction ends: the
     active-jobs count and the balance check cannot both pass for two concurrent requests."""
@@ -154,14 +170,7 @@ class JobSubmissions:
                 price = price_of(request.__dict__, registry)
             except ValidationError as exc:
                 error = exc
-        values = {
-            "user_id": user_id,
-            "prompt": _as_text(request.prompt) or "",
-            "negative_prompt": _as_text(request.negative_prompt) or "",
-            "priority": int(request.priority),
-            "idempotency_key": request.idempotency_key,
-            "callback_url": request.callback_url,
-        }
+        values = {"user_id": user_id, **row_values(request)}
         if request.storyboard is not None:
             values["storyboard"] = storable_storyboard(request.storyboard)
         if request.audio_prompt_key is not None:
@@ -172,10 +181,6 @@ class JobSubmissions:
             except ValueError as exc:
                 raise ValidationError(f"audio_prompt_key: {exc}", code="invalid_audio_prompt",
                                       field="audio_prompt") from None
-        for name in REQUEST_PARAMETERS:
-            raw = getattr(request, name)
-            if raw is not None:
-                values[name] = _as_text(raw)
         if error is not None:
             values.update(status="rejected", stage="validate", error_code=error.code,
                           error_message=error.message, finished_at=sa.func.now())

@@ -1,0 +1,134 @@
+"""api_submit_job() (migration 0007) through videogen.lifecycle.one_trip, on the real PostgreSQL: a
+request with nothing to refuse writes exactly what the general path writes; any refusal leaves no
+trace at all (not even the rate-limit count), so that the general path, which then answers, counts
+the request once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from videogen.accounts.credits import CreditLedger
+from videogen.accounts.keys import ApiKeys, lookup
+from videogen.accounts.ratelimit import SharedRateLimiter
+from videogen.accounts.tokens import AccessTokens
+from videogen.accounts.users import Users
+from videogen.generation.registry import ModelRegistry
+from videogen.lifecycle import Account, JobPageReads, JobRequest, JobStore
+from videogen.lifecycle.one_trip import Credentials, OneTripSubmissions
+
+BODY = {"prompt": "a red fox running in snow", "width": 64, "height": 64, "num_frames": 9, "steps": 4}
+
+
+def submit(engine: sa.Engine, database_url: str, credentials: Credentials, *, rate_limit: int = 20,
+           max_active: int | None = 10, reserve: bool = True, **body):
+    submissions = OneTripSubmissions(database_url, limiter=SharedRateLimiter(engine, rate_limit),
+                                     registry=ModelRegistry.from_env(),
+                                     account=Account(reserve_credits=reserve, max_active_jobs=max_active))
+
+    async def go():
+        try:
+            return await submissions.submit(credentials, JobRequest(user_id="", **{**BODY, **body}))
+        finally:
+            await submissions.close()
+
+    return asyncio.run(go())
+
+
+def account(engine: sa.Engine, *, role: str = "user", credits: str = "10", scopes=("read", "write")):
+    user = Users(engine).create(f"one-trip-{secrets.token_hex(4)}@example.com", None, role=role)
+    CreditLedger(engine).grant(user["id"], credits)
+    key = ApiKeys(engine).create(user["id"], "test", scopes)
+    prefix, digest = lookup(key.key)
+    return user["id"], Credentials(key_prefix=prefix, key_hash=digest)
+
+
+def traces(engine: sa.Engine, user_id: str) -> dict:
+    with engine.connect() as conn:
+        one = lambda sql: conn.execute(sa.text(sql), {"u": user_id}).scalar()  # noqa: E731
+        return {"jobs": one("SELECT count(*) FROM jobs WHERE user_id = :u"),
+                "hits": one("SELECT coalesce(sum(count), 0) FROM api_rate_limits WHERE user_id = :u"),
+                "ledger": one("SELECT count(*) FROM credit_ledger WHERE user_id = :u AND kind = 'reserve'"),
+                "balance": one("SELECT credit_balance FROM users WHERE id = :u")}
+
+
+def test_a_submission_with_nothing_to_refuse(engine, database_url):
+    user_id, credentials = account(engine)
+    JobStore(engine).submissions.submit(JobRequest(user_id="someone else", prompt="ahead in the queue"))
+    done = submit(engine, database_url, credentials, idempotency_key="order-1")
+    assert done is not None
+    assert (done.principal.user_id, done.principal.role, done.principal.scopes) == (user_id, "user",
+                                                                                    frozenset({"read", "write"}))
+    job, position = JobPageReads(engine).with_queue_position(done.job["id"])
+    assert done.job == job  # the row as the general path reads it back
+    assert done.queue_position == position == 1
+    assert (job["status"], job["user_id"], job["width"], job["model"], job["quality_preset"],
+            job["idempotency_key"]) == ("pending", user_id, "64", "tiny", "STANDARD", "order-1")
+    with engine.connect() as conn:
+        reserve = conn.execute(sa.text("SELECT amount, submission, note FROM credit_ledger "
+                                       "WHERE job_id = :j AND kind = 'reserve'"), {"j": job["id"]}).one()
+        last_used = conn.execute(sa.text("SELECT last_used_at FROM api_keys WHERE user_id = :u"),
+                                 {"u": user_id}).scalar()
+    assert reserve.submission == 0 and reserve.note == "reserved at submission" and reserve.amount < 0
+    assert traces(engine, user_id) == {"jobs": 1, "hits": 1, "ledger": 1, "balance": Decimal("10") + reserve.amount}
+    assert last_used is not None
+
+
+def test_an_access_token_names_the_account(engine, database_url):
+    user_id, _ = account(engine)
+    tokens = AccessTokens("x" * 32, 60)
+    subject = tokens.subject(tokens.issue(Users(engine).principal(user_id)))
+    done = submit(engine, database_url, Credentials(token_user=subject))
+    assert done is not None and done.principal.user_id == user_id and done.principal.key_id is None
+
+
+@pytest.mark.parametrize("case", ["wrong key", "revoked key", "erased account", "unknown token user",
+                                  "rate limit", "support", "read-only key", "priority", "callback without secret",
+                                  "idempotency key used", "active jobs", "credits", "invalid request",
+                                  "no reservation"])
+def test_any_refusal_leaves_no_trace(engine, database_url, case):
+    role = "support" if case == "support" else "user"
+    scopes = ("read",) if case == "read-only key" else ("read", "write")
+    user_id, credentials = account(engine, role=role, credits="0.01" if case == "credits" else "10", scopes=scopes)
+    kwargs: dict = {}
+    if case == "wrong key":
+        credentials = Credentials(key_prefix=credentials.key_prefix, key_hash="0" * 64)
+    elif case == "revoked key":
+        ApiKeys(engine).revoke(ApiKeys(engine).list(user_id)[0]["id"])
+    elif case == "erased account":
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE users SET deleted_at = now() WHERE id = :u"), {"u": user_id})
+    elif case == "unknown token user":
+        credentials = Credentials(token_user="u_nobody")
+    elif case == "rate limit":
+        kwargs["rate_limit"] = 0
+    elif case == "priority":
+        kwargs["priority"] = 5
+    elif case == "callback without secret":
+        kwargs["callback_url"] = "https://example.com/hook"
+    elif case == "idempotency key used":
+        JobStore(engine).submissions.submit(JobRequest(user_id=user_id, prompt="first", idempotency_key="k"))
+        kwargs["idempotency_key"] = "k"
+    elif case == "active jobs":
+        JobStore(engine).submissions.submit(JobRequest(user_id=user_id, prompt="already waiting"))
+        kwargs["max_active"] = 1
+    elif case == "invalid request":
+        kwargs["width"] = 65
+    elif case == "no reservation":
+        kwargs["reserve"] = False
+    before = traces(engine, user_id)
+    assert submit(engine, database_url, credentials, **kwargs) is None
+    assert traces(engine, user_id) == before
+
+
+def test_an_admin_may_set_a_priority_and_a_user_with_a_secret_a_callback(engine, database_url):
+    _, credentials = account(engine, role="admin")
+    assert submit(engine, database_url, credentials, priority=5).job["priority"] == 5
+    user_id, credentials = account(engine)
+    Users(engine).rotate_webhook_secret(user_id)
+    done = submit(engine, database_url, credentials, callback_url="https://example.com/hook")
+    assert done.job["callback_url"] == "https://example.com/hook"

@@ -1,0 +1,124 @@
+"""API submissions that have nothing to refuse, in one database round trip.
+
+``POST /api/v1/jobs`` needs the caller's key or account, a per-user rate-limit count, the submission
+(lock, idempotency, active-jobs cap, credit reservation, insert) and the job's queue position. The
+general path (:mod:`videogen.lifecycle.submission` behind ``api.deps.caller``) takes three
+transactions and a dozen statements for that; this one calls ``api_submit_job()`` (migration 0007),
+which runs the same steps in the same order in one statement, over an asyncpg pool so that the
+API's event loop does not hand each request to a worker thread.
+
+The function succeeds only when no step refuses. Otherwise it raises SQLSTATE ``VGS01``, its
+statement rolls back entirely (the rate-limit count too), and :meth:`OneTripSubmissions.submit`
+returns None: the caller then runs the general path from the start, which counts the request once
+and answers with the refusal's own status and message. Everything the function cannot decide
+(an invalid request to store as ``rejected``, a repeated Idempotency-Key, any refusal) therefore
+keeps exactly one implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+from videogen.accounts.ratelimit import SharedRateLimiter
+from videogen.accounts.users import Principal
+from videogen.db.schema import REQUEST_PARAMETERS, jobs
+from videogen.errors import ValidationError
+from videogen.generation.registry import ModelRegistry
+from videogen.lifecycle.submission import Account, JobRequest, row_values
+from videogen.validation import validate_request
+
+SUBMIT_FUNCTION = "api_submit_job"  # migration 0007
+GENERAL_PATH_SQLSTATE = "VGS01"  # raised by the function: "let the general path answer"
+_ARGUMENTS = ("key_prefix", "key_hash", "token_user", "window", "rate_limit", "cleanup_before", "max_active",
+              "price", "prompt", "negative_prompt", *REQUEST_PARAMETERS, "priority", "idempotency_key",
+              "callback_url")
+_CALL = (f"SELECT * FROM {SUBMIT_FUNCTION}("
+         + ", ".join(f"p_{name} => ${i}" for i, name in enumerate(_ARGUMENTS, start=1)) + ")")
+# What a column left out of the INSERT gets: the function names every column, so it is given these.
+_COLUMN_DEFAULTS = {name: jobs.c[name].server_default.arg for name in ("model", "quality_preset")}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presented, not yet checked against the database: an API key's prefix and the
+    SHA-256 stored for it, or the user id of an access token whose signature and expiry were checked."""
+
+    key_prefix: str | None = None
+    key_hash: str | None = None
+    token_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    principal: Principal
+    job: dict[str, Any]  # the new ``jobs`` row
+    queue_position: int
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The libpq URL asyncpg takes, from a SQLAlchemy URL (``postgresql+psycopg2://…``) or a libpq one."""
+    return sa.make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset between uses: one statement in its own transaction, whose advisory lock is
+    transaction-scoped, and no session settings. (asyncpg's default reset is a second round trip
+    per request: RESET ALL, UNLISTEN *, pg_advisory_unlock_all().)"""
+
+
+class OneTripSubmissions:
+    """``api_submit_job()`` over a pool of asyncpg connections, opened on first use in the running loop
+    (each uvicorn worker has its own loop and pool)."""
+
+    def __init__(self, database_url: str, *, limiter: SharedRateLimiter, registry: ModelRegistry,
+                 account: Account, max_connections: int = 10) -> None:
+        self.dsn, self.limiter, self.registry, self.account = asyncpg_dsn(database_url), limiter, registry, account
+        self.max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def _connections(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._opening = self._opening or asyncio.Lock()
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_connections,
+                                                           reset=_keep_session)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def submit(self, credentials: Credentials, request: JobRequest) -> Submitted | None:
+        """Submit ``request`` as whoever ``credentials`` name, or None when the general path must
+        answer (the request's ``user_id`` is not used: the function takes the credentials' account)."""
+        if not self.account.reserve_credits or request.storyboard is not None or request.audio_prompt_key is not None:
+            return None  # films and audio prompts: checks of their own (uploads, scenes) on the general path
+        try:
+            price = validate_request(request.__dict__, self.registry, seed_if_missing=0).credits
+        except ValidationError:
+            return None  # stored as rejected by the general path
+        values = {**_COLUMN_DEFAULTS, **row_values(request)}
+        window = self.limiter.window(time.time())
+        arguments = {"key_prefix": credentials.key_prefix, "key_hash": credentials.key_hash,
+                     "token_user": credentials.token_user, "window": window, "rate_limit": self.limiter.limit,
+                     "cleanup_before": self.limiter.cleanup_before(window),
+                     "max_active": self.account.max_active_jobs, "price": price,
+                     **{name: values.get(name) for name in _ARGUMENTS[8:]}}
+        pool = await self._connections()
+        try:
+            row = await pool.fetchrow(_CALL, *(arguments[name] for name in _ARGUMENTS))
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == GENERAL_PATH_SQLSTATE:
+                return None
+            raise
+        principal = Principal(row["user_id"], row["email"], row["role"], frozenset(row["scopes"]), row["key_id"])
+        return Submitted(principal, dict(row["job"]), row["queue_position"])
