@@ -6,6 +6,7 @@ the request once."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import secrets
 from decimal import Decimal
 
@@ -36,7 +37,10 @@ def submit(engine: sa.Engine, database_url: str, credentials: Credentials, *, ra
         finally:
             await submissions.close()
 
-    return asyncio.run(go())
+    # On a thread of its own: a browser test earlier in the session (Playwright's sync API) leaves an
+    # event loop running on the main thread, where asyncio.run() refuses to start another.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, go()).result()
 
 
 def account(engine: sa.Engine, *, role: str = "user", credits: str = "10", scopes=("read", "write")):

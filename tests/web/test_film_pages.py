@@ -53,12 +53,14 @@ def test_the_film_form_prices_the_storyboard_and_submits_what_it_holds(api, tab)
     assert page.get_by_role("group", name="Scene 1").count() == 1  # the form starts with one scene
     page.get_by_label("Title", exact=True).fill("The fox's day")
     fill_scene(page, 0, "a fox wakes", "1", "The fox wakes.")
-    # 1 s at the tiny model's 8 fps → 8 frames shown, 9 generated: 9 × 64 × 64 × 4 / 1e6 = 0.1475 credits.
-    expect(page.locator("#cost")).to_have_text("Cost: 0.1475 credits (balance 100.0000)")
+    # Priced at its narration's estimated length (14 characters at 10 a second + 0.5 s = 1.9 s) at the tiny
+    # model's 8 fps → 15 frames shown, 17 generated: 17 × 64 × 64 × 4 / 1e6 = 0.2786 credits.
+    expect(page.locator("#cost")).to_have_text("Cost: 0.2786 credits (balance 100.0000)")
     page.get_by_role("button", name="Add a scene").click()
     fill_scene(page, 1, "a fox runs", "2", "It runs.", "crossfade")
-    # 2 s → 16 shown, 17 generated: 0.2786 more (a crossfade out of the last scene adds nothing).
-    expect(page.locator("#cost")).to_have_text("Cost: 0.4261 credits (balance 100.0000)")
+    # 2 s (its narration is shorter) → 16 shown, 17 generated: 0.2786 more (a crossfade out of the last
+    # scene adds nothing).
+    expect(page.locator("#cost")).to_have_text("Cost: 0.5572 credits (balance 100.0000)")
     page.get_by_role("button", name="Add a scene").click()
     fill_scene(page, 2, "a fox sleeps", "1.5")
     page.get_by_role("button", name="Move scene 3 up").click()  # now between the other two
@@ -68,7 +70,7 @@ def test_the_film_form_prices_the_storyboard_and_submits_what_it_holds(api, tab)
     assert page.get_by_role("button", name="Move scene 1 up").is_disabled()
     assert page.get_by_role("button", name="Move scene 3 down").is_disabled()
     # 1.5 s → 12 shown, 17 generated (8k+1): 0.2786.
-    expect(page.locator("#cost")).to_have_text("Cost: 0.7047 credits (balance 100.0000)")
+    expect(page.locator("#cost")).to_have_text("Cost: 0.8358 credits (balance 100.0000)")
     page.get_by_role("button", name="Add a scene").click()
     page.get_by_role("button", name="Remove scene 4").click()
     assert page.locator("#scenes > li").count() == 3
@@ -89,7 +91,7 @@ def test_the_film_form_prices_the_storyboard_and_submits_what_it_holds(api, tab)
                    {"prompt": "a fox runs", "duration_s": 2, "transition": "crossfade", "narration": "It runs."}],
         "voice": "rms", "subtitles": "sidecar", "music": "generated"}
     assert (job["prompt"], job["seed"], job["status"]) == ("The fox's day", "7", "pending")
-    assert page.locator("#who-balance").inner_text() == "99.2953 credits"  # the price shown, reserved
+    assert page.locator("#who-balance").inner_text() == "99.1642 credits"  # the price shown, reserved
     # The video page of the waiting film: its scenes, in order, without thumbnails yet.
     scenes = page.locator("#film-scenes > li")
     assert scenes.count() == 3 and page.locator("#film-scenes img").count() == 0
