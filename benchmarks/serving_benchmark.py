@@ -23,7 +23,13 @@ launcher → ops) with a DAGSTER_HOME of its own, and stops them by session at t
 4   [latency]  one request at the tiny defaults (64×64, 9 frames, 4 steps) on a warm system, row
        inserted → `succeeded`, median of 5, minus the bare warm generate + encode (median of 5, same
        parameters, in-process): target ≤ 3 s; the rest broken down from job_events, the Dagster run's
-       events and the replica's /stats.
+       events and the replica's /stats. Two polling loops set a floor under it that no setting
+       lowers: Dagster's sensor daemon evaluates sensors at most every 5 s (MIN_INTERVAL_LOOP_TIME in
+       dagster/_daemon/sensor.py; a sensor's minimum_interval_seconds can only lengthen that, and
+       dagster.yaml's `sensors:` block has no interval), so a row waits ~2.5 s on average for its
+       tick; the run queue dequeues every dequeue_interval_seconds (an integer, 1 here), ~0.5 s more.
+       With the row → sensor → queued run path kept, ~3 s of waiting is spent before a run starts, so
+       the +3 s target is out of reach without patching Dagster's daemon.
 5   [memory]   peak RSS (VmHWM) of the run workers (the pid in jobs.worker, sampled from /proc until
        the process exits; target < 300 MB) vs a run worker of today's path; the replica's RSS.
 
