@@ -2,8 +2,7 @@
 
 Dagster's DefaultRunLauncher asks the code server to start each run, and the code server spawns a
 fresh interpreter per run (multiprocessing "spawn"): every run imports dagster and the code location
-again, about 2.4 s of start and 1.2 CPU-s per run on this project's small machine, when a tiny
-request costs ~3 CPU-s in all. This launcher forks run workers from a warm fork server
+again: about 2.4 s of start and 1.2 CPU-s of a ~5 CPU-s tiny request on a 2-core machine. This launcher forks run workers from a warm fork server
 (launcher.fork_server) instead; the child runs Dagster's own ``execute_run`` command body.
 
 What it keeps from Dagster's contract:
