@@ -3,8 +3,9 @@
 * A canceled job whose run is queued or running gets that run canceled/terminated (the generation
   op also notices the cancel by itself between denoising steps).
 * A queued/running job whose run has finished without writing a final status, or whose worker
-  stopped writing heartbeats (a killed process: the local run launcher cannot detect that), is
-  resubmitted with backoff while it has retries left, else marked ``failed`` with the cause.
+  stopped writing heartbeats (a killed process, when run monitoring has not failed its run yet: the
+  local fork-server launcher's health check usually does so first), is resubmitted with backoff
+  while it has retries left, else marked ``failed`` with the cause.
 """
 
 

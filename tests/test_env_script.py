@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -75,7 +76,9 @@ def test_sourced_env_gives_a_libpq_database_url_that_psql_and_the_code_accept(en
     # create_engine as is, and SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3.
     from dagster_postgres.utils import create_pg_engine
 
-    assert dagster_url == f"postgresql+psycopg2://videogen:videogen@127.0.0.1:{port}/dagster"
+    # Over the project-local server's Unix socket (Dagster connects afresh for every query).
+    socket_dir = quote(str(env_script_home / "pgdata"), safe="")
+    assert dagster_url == f"postgresql+psycopg2://videogen@/dagster?host={socket_dir}&port={port}"
     dagster_engine = create_pg_engine(dagster_url)
     with dagster_engine.connect() as conn:
         assert conn.execute(sa.text("select current_database()")).scalar_one() == "dagster"

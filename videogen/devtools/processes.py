@@ -1,12 +1,13 @@
 """Start a service in a session of its own, and stop everything in that session.
 
-The Dagster daemon starts a gRPC code server, which starts one process per run (multiprocessing
-children); Ray starts its GCS, raylet and one process per actor (Serve controller, proxy,
+The Dagster daemon starts a gRPC code server and a fork server (launcher/), which forks one process
+per run; Ray starts its GCS, raylet and one process per actor (Serve controller, proxy,
 replicas), the actors each in a process group of their own. None of them calls ``setsid``, so
 the session of the process we started is the one handle that reaches them all. Stopping the
-leader alone is not enough: a code server whose daemon is gone waits for its run workers to
-finish before it exits (SIGTERM included: Python joins non-daemonic multiprocessing children at
-exit), so a run that hangs keeps its code server alive indefinitely. Hence: SIGTERM the leader's
+leader alone is not enough: run workers outlive their daemon (forked ones are ordinary processes;
+a code server whose daemon is gone waits for the ones it spawned before it exits, SIGTERM included:
+Python joins non-daemonic multiprocessing children at exit), so a run that hangs stays alive
+indefinitely. Hence: SIGTERM the leader's
 process group (a graceful stop), wait until no process of the session is left, SIGKILL every one
 still there, by pid. Never by matching command names: a pattern matches other people's processes.
 """

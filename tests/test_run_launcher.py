@@ -1,0 +1,162 @@
+"""The fork-server run launcher (launcher/) with real processes: a real code server (Dagster's managed
+gRPC server), PostgreSQL run storage, run workers forked from the fork server.
+
+Runs are created and launched through the instance as the run queue does it; the op of ``held`` waits
+for the test's go-ahead, so a run is mid-flight for as long as a test needs it to be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import create_database
+from tests.waiting import wait_until
+
+dg = pytest.importorskip("dagster")
+from dagster._core.launcher import WorkerStatus  # noqa: E402
+from dagster._core.workspace.context import WorkspaceProcessContext  # noqa: E402
+from dagster._core.workspace.load_target import ModuleTarget  # noqa: E402
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run  # noqa: E402
+
+import tests.launcher_jobs as jobs  # noqa: E402
+from launcher.run_launcher import WORKER_TAG, ForkServerRunLauncher, _worker  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LOCATION = "launcher_test"
+
+
+@pytest.fixture
+def dagster(admin_url, tmp_path):
+    """An instance on its own Dagster database with ForkServerRunLauncher, and a workspace whose code
+    server is a real process (as under the daemon)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_url: " + create_database(admin_url, migrate=False) + "\n"
+        "run_launcher:\n  module: launcher.run_launcher\n  class: ForkServerRunLauncher\n"
+        "telemetry:\n  enabled: false\n")
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert isinstance(instance.run_launcher, ForkServerRunLauncher)
+    target = ModuleTarget(module_name="tests.launcher_jobs", attribute="defs", working_directory=str(REPO),
+                          location_name=LOCATION)
+    with WorkspaceProcessContext(instance, target) as context:
+        workers: list[int] = []
+        yield {"instance": instance, "context": context, "home": home, "tmp": tmp_path, "workers": workers}
+        for pid in workers:  # nothing of ours outlives the test, whatever it asserted
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+    instance.dispose()
+
+
+def launch(d, job: dg.JobDefinition, run_config: dict) -> str:
+    workspace = d["context"].create_request_context()
+    remote = workspace.get_code_location(LOCATION).get_repository("__repository__").get_full_job(job.name)
+    run = d["instance"].create_run_for_job(job_def=job, run_config=run_config,
+                                           remote_job_origin=remote.get_remote_origin(),
+                                           job_code_origin=remote.get_python_origin())
+    d["instance"].launch_run(run.run_id, workspace)
+    worker = _worker(d["instance"].get_run_by_id(run.run_id))
+    assert worker is not None, "the launcher records the run worker it forked"
+    d["workers"].append(worker["pid"])
+    return run.run_id
+
+
+def status(d, run_id: str) -> dg.DagsterRunStatus:
+    return d["instance"].get_run_by_id(run_id).status
+
+
+def held_config(tmp: Path, name: str) -> dict:
+    return {"ops": {"hold": {"config": {"started": str(tmp / f"{name}.started"),
+                                         "release": str(tmp / f"{name}.release")}}}}
+
+
+def wait_started(d, run_id: str, name: str) -> int:
+    started = d["tmp"] / f"{name}.started"
+    wait_until(lambda: started.exists() and started.read_text(), 120, f"run {name}'s op to start")
+    wait_until(lambda: status(d, run_id) == dg.DagsterRunStatus.STARTED, 60, f"run {name} to be STARTED")
+    return int(started.read_text())
+
+
+def test_runs_are_forked_from_one_warm_fork_server_per_code_server(dagster):
+    d = dagster
+    pids = []
+    for name in ("first", "second"):
+        out = d["tmp"] / f"{name}.pids"
+        run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
+        wait_until(lambda: status(d, run_id).name in ("SUCCESS", "FAILURE", "CANCELED"), 120, f"run {name} to end")
+        assert status(d, run_id) == dg.DagsterRunStatus.SUCCESS
+        worker, parent = map(int, out.read_text().split())
+        run = d["instance"].get_run_by_id(run_id)
+        assert _worker(run)["pid"] == worker  # the op ran in the process the launcher forked
+        started = [e.message for e in d["instance"].all_logs(run_id) if "Started process for run" in e.message]
+        assert started == [f"Started process for run (pid: {worker})."]  # Dagster's own run worker body
+        pids.append((worker, parent))
+    (first, server), (second, server_again) = pids
+    assert first != second and server == server_again
+    assert "launcher.fork_server" in " ".join(psutil.Process(server).cmdline())
+
+    # Reloading the location starts a new code server: later runs get a fresh fork server (new code),
+    # and the old one is stopped.
+    d["context"].reload_code_location(LOCATION)
+    out = d["tmp"] / "after-reload.pids"
+    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
+    wait_until(lambda: status(d, run_id) == dg.DagsterRunStatus.SUCCESS, 120, "the run after the reload")
+    assert int(out.read_text().split()[1]) != server
+    wait_until(lambda: not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE,
+               30, "the old fork server to exit")
+
+
+def test_terminate_from_another_process_cancels_the_run(dagster):
+    d = dagster
+    run_id = launch(d, jobs.held, held_config(d["tmp"], "held"))
+    worker = wait_started(d, run_id, "held")
+    # A launcher that did not launch the run (as in the code server, where the reconciliation sensor
+    # terminates runs of canceled jobs, or in the webserver): it only has the run's tags to go by.
+    other = dg.DagsterInstance.from_config(str(d["home"]))
+    try:
+        assert other.run_launcher.terminate(run_id) is True
+    finally:
+        other.dispose()
+    wait_until(lambda: status(d, run_id) == dg.DagsterRunStatus.CANCELED, 60, "the run to be canceled")
+    wait_until(lambda: not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE,
+               30, "the run worker to exit")
+    assert d["instance"].run_launcher.terminate(run_id) is False  # a finished run: nothing to do
+
+
+def test_a_killed_worker_is_detected_and_its_run_failed(dagster):
+    d = dagster
+    launcher = d["instance"].run_launcher
+    run_id = launch(d, jobs.held, held_config(d["tmp"], "doomed"))
+    worker = wait_started(d, run_id, "doomed")
+    health = launcher.check_run_worker_health(d["instance"].get_run_by_id(run_id))
+    assert health.status == WorkerStatus.RUNNING and health.run_worker_id == str(worker)
+
+    os.kill(worker, signal.SIGKILL)
+    wait_until(lambda: launcher.check_run_worker_health(d["instance"].get_run_by_id(run_id)).status
+               == WorkerStatus.FAILED, 30, "the health check to see the worker gone")
+    # What the monitoring daemon does with that, each poll_interval_seconds: the run is failed.
+    record = d["instance"].get_run_record_by_id(run_id)
+    monitor_started_run(d["instance"], d["context"].create_request_context(), record, logging.getLogger("test"))
+    assert status(d, run_id) == dg.DagsterRunStatus.FAILURE
+    failure = [e.message for e in d["instance"].all_logs(run_id) if e.dagster_event and e.dagster_event.is_run_failure]
+    assert failure and f"run worker (pid {worker}) is gone" in failure[-1]
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_worker(dagster):
+    d = dagster
+    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(d["tmp"] / "q.pids")}}}})
+    run = d["instance"].get_run_by_id(run_id)
+    # Our own (live) pid with another start time: what a reused pid looks like.
+    forged = run.with_tags({**run.tags, WORKER_TAG: f'{{"host": "{socket.gethostname()}", "pid": {os.getpid()}, '
+                                                    f'"create_time": 1.0}}'})
+    assert d["instance"].run_launcher.check_run_worker_health(forged).status == WorkerStatus.FAILED
+    wait_until(lambda: status(d, run_id) == dg.DagsterRunStatus.SUCCESS, 120, "the quick run to end")
