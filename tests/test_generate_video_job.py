@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from pipelines.generate_video import generate_video
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
-from resources.quality import QualityResource
-from resources.storage import StorageResource
+from tests.in_process import run_job_in_process
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore
 
@@ -19,14 +18,7 @@ from videogen.lifecycle import JobRequest, JobStore
 @pytest.fixture
 def run_partition(database_url, tmp_path):
     def run(job_id: int) -> dg.ExecuteInProcessResult:
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
-            return generate_video.execute_in_process(
-                partition_key=str(job_id), instance=instance, raise_on_error=False,
-                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
-                           "quality": QualityResource(),
-                           "storage": StorageResource(root=str(tmp_path / "storage"))})
+        return run_job_in_process(generate_video, job_id, database_url=database_url, tmp_path=tmp_path)
     return run
 
 

@@ -3,11 +3,11 @@
 import json
 import subprocess
 
-import dagster as dg
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.in_process import run_job_in_process
 from videogen import qa
 from videogen.encoding.encoder import encode_video
 
@@ -114,9 +114,6 @@ def test_subtitle_cues_must_be_ordered_and_inside_the_video(tmp_path):
 
 def test_the_job_records_the_gates_and_an_injected_black_clip_fails_it(database_url, tmp_path, monkeypatch):
     from pipelines.generate_video import generate_video
-    from resources.generation import GenerationResource
-    from resources.jobs import JobsResource
-    from resources.quality import QualityResource
     from resources.storage import StorageResource
     from videogen import stages
     from videogen.lifecycle import JobRequest, JobStore
@@ -126,13 +123,8 @@ def test_the_job_records_the_gates_and_an_injected_black_clip_fails_it(database_
     storage = StorageResource(root=str(tmp_path / "storage"))
 
     def run(job_id):
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
-            return generate_video.execute_in_process(
-                partition_key=str(job_id), instance=instance, raise_on_error=False,
-                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
-                           "quality": QualityResource(), "storage": storage})
+        return run_job_in_process(generate_video, job_id, database_url=database_url, tmp_path=tmp_path,
+                                  storage=storage)
 
     good = store.submissions.submit(JobRequest(user_id="ana", prompt="a fox")).job_id
     assert run(good).success and store.reads.get(good)["status"] == "succeeded"
@@ -160,10 +152,7 @@ def test_the_job_records_the_gates_and_an_injected_black_clip_fails_it(database_
 
 def test_a_black_clip_is_generated_once_more_with_a_new_seed_when_configured(database_url, tmp_path, monkeypatch):
     from pipelines.generate_video import generate_video
-    from resources.generation import GenerationResource
-    from resources.jobs import JobsResource
     from resources.quality import QualityResource
-    from resources.storage import StorageResource
     from tests.trail import assert_trail_in_lifecycle_order
     from videogen import stages
     from videogen.lifecycle import JobRequest, JobStore
@@ -171,14 +160,8 @@ def test_a_black_clip_is_generated_once_more_with_a_new_seed_when_configured(dat
     store = JobStore(sa.create_engine(database_url))
 
     def run(job_id):
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
-            return generate_video.execute_in_process(
-                partition_key=str(job_id), instance=instance, raise_on_error=False,
-                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
-                           "quality": QualityResource(regenerate=True),
-                           "storage": StorageResource(root=str(tmp_path / "storage"))})
+        return run_job_in_process(generate_video, job_id, database_url=database_url, tmp_path=tmp_path,
+                                  quality=QualityResource(regenerate=True))
 
     real_generate = stages.generate
     black_seeds = set()

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 
-import dagster as dg
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.in_process import run_job_in_process
 from videogen.audio_prompt import check_and_decode, transcribe
 from videogen.errors import ValidationError
 from videogen.film.voices import VoiceRegistry, synthesize
@@ -75,9 +75,6 @@ def test_bad_audio_is_rejected_with_its_own_message(tmp_path):
 
 def test_the_cli_submits_an_audio_prompt_and_the_run_generates_its_transcript(database_url, tmp_path, spoken):
     from pipelines.generate_video import generate_video
-    from resources.generation import GenerationResource
-    from resources.jobs import JobsResource
-    from resources.quality import QualityResource
     from resources.storage import StorageResource
     from videogen.lifecycle import JobStore
 
@@ -97,13 +94,8 @@ def test_the_cli_submits_an_audio_prompt_and_the_run_generates_its_transcript(da
 
     storage = StorageResource(root=str(tmp_path / "storage"))
     for job in (job_id, bad_id):
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("video_jobs", [str(job)])
-            assert generate_video.execute_in_process(
-                partition_key=str(job), instance=instance, raise_on_error=False,
-                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
-                           "quality": QualityResource(), "storage": storage}).success
+        assert run_job_in_process(generate_video, job, database_url=database_url, tmp_path=tmp_path,
+                                  storage=storage).success
     store = JobStore(sa.create_engine(database_url))
     row = store.reads.get(job_id)
     assert row["status"] == "succeeded", row["error_message"]

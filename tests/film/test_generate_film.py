@@ -9,9 +9,8 @@ import sqlalchemy as sa
 
 from pipelines.generate_film import generate_film
 from resources.generation import GenerationResource
-from resources.jobs import JobsResource
-from resources.quality import QualityResource
 from resources.storage import StorageResource
+from tests.in_process import run_job_in_process
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen import stages
 from videogen.film import stages as film_stages
@@ -50,13 +49,8 @@ def storage(tmp_path) -> StorageResource:
 @pytest.fixture
 def run_film(database_url, tmp_path, storage):
     def run(job_id: int) -> dg.ExecuteInProcessResult:
-        with dg.instance_for_test() as instance:
-            instance.add_dynamic_partitions("video_jobs", [str(job_id)])
-            return generate_film.execute_in_process(
-                partition_key=str(job_id), instance=instance, raise_on_error=False,
-                resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                           "generation": GenerationResource(model_cache=str(tmp_path / "models")),
-                           "quality": QualityResource(), "storage": storage})
+        return run_job_in_process(generate_film, job_id, database_url=database_url, tmp_path=tmp_path,
+                                  storage=storage)
     return run
 
 
@@ -169,14 +163,9 @@ def test_a_voice_that_fails_fails_the_film_with_its_cause(store, database_url, t
     voices.write_text(json.dumps([{"name": "broken", "engine": "command", "command": ["no-such-tts", "{output}"]}]))
     job_id = store.submissions.submit(JobRequest(user_id="ana", prompt="t", storyboard={
         "scenes": [{"prompt": "a fox", "duration_s": 1, "narration": "Hello."}], "voice": "broken"})).job_id
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("video_jobs", [str(job_id)])
-        result = generate_film.execute_in_process(
-            partition_key=str(job_id), instance=instance, raise_on_error=False,
-            resources={"jobs": JobsResource(database_url=database_url, retry_delays_s="0.1"),
-                       "generation": GenerationResource(model_cache=str(tmp_path / "models"),
-                                                        voice_registry_path=str(voices)),
-                       "quality": QualityResource(), "storage": storage})
+    result = run_job_in_process(generate_film, job_id, database_url=database_url, tmp_path=tmp_path, storage=storage,
+                                generation=GenerationResource(model_cache=str(tmp_path / "models"),
+                                                              voice_registry_path=str(voices)))
     assert not result.success
     row = store.reads.get(job_id)
     assert (row["status"], row["error_code"]) == ("failed", "tts_failed")
