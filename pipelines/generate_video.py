@@ -113,7 +113,7 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
         validated = claim_job(context, jobs, job_id, lambda: stages.claim_and_validate(
             jobs.store(), generation.registry(), job_id, context.run_id,
             run_created_at=record.create_timestamp if record else None, model_cache=generation.model_cache,
-            storage=storage.client()))
+            storage=storage.client(), transcriber=generation.transcriber()))
     except stages.JobNotRunnable as reason:
         context.log.warning(str(reason))
         return

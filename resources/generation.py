@@ -31,6 +31,9 @@ class GenerationResource(dg.ConfigurableResource):
                              description="Decode the VAE in tiles (large frames on small GPUs).")
     model_registry_path: str = Field(default=setting_default("model_registry_path"),
                                      description="JSON file with extra model specs (optional).")
+    asr_model: str = Field(default=setting_default("asr_model"),
+                           description="Speech recognition for audio prompts: pocketsphinx, tiny-whisper or "
+                           "whisper:<directory or Hugging Face id>.")
     voice_registry_path: str = Field(default=setting_default("voice_registry_path"),
                                      description="JSON file with extra narration voices for films (optional).")
     pipeline_cache_size: int = Field(default=setting_default("pipeline_cache_size"), ge=1,
@@ -51,6 +54,13 @@ class GenerationResource(dg.ConfigurableResource):
 
     def registry(self) -> ModelRegistry:
         return self._registry
+
+    def transcriber(self):
+        """The audio prompts' recognizer (loaded when it first transcribes)."""
+        from videogen.asr import transcriber_for
+
+        return transcriber_for(self.asr_model, model_cache=self.model_cache,
+                               device="cuda" if self.device == "cuda" else "cpu")
 
     def voices(self) -> VoiceRegistry:
         return VoiceRegistry.from_file(self.voice_registry_path)
@@ -89,6 +99,7 @@ def generation_from_env() -> GenerationResource:
         vae_tiling=settings.vae_tiling,
         model_registry_path=settings.model_registry_path,
         voice_registry_path=settings.voice_registry_path,
+        asr_model=settings.asr_model,
         pipeline_cache_size=settings.pipeline_cache_size,
         serve_url=settings.serve_url,
         serve_timeout_s=settings.serve_timeout_s,

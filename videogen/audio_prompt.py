@@ -3,8 +3,8 @@
 A job may carry ``audio_prompt_key``, an object in the bucket (uploaded by the CLI's
 ``--audio-prompt FILE``). The run checks the file before anything else — a known container
 (WAV, MP3, M4A, OGG), at most ``MAX_AUDIO_BYTES`` and ``MAX_AUDIO_S``, decodable, not silent — and
-transcribes it with PocketSphinx (CMU's offline recognizer; its PyPI wheel ships the US English
-model). The transcript is stored on the job (``jobs.transcript``), becomes its prompt, and is then
+transcribes it offline (videogen.asr: PocketSphinx with the US English model its wheel ships by
+default, a Whisper model by configuration). The transcript is stored on the job (``jobs.transcript``), becomes its prompt, and is then
 validated like any typed prompt. Every problem is a ValidationError: the job is ``rejected`` with a
 message that says what to fix.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videogen.asr import PocketSphinxTranscriber, Transcriber
 from videogen.errors import ValidationError
 
 MAX_AUDIO_BYTES = 10 * 1024 * 1024
@@ -27,7 +28,7 @@ MAX_AUDIO_S = 60.0
 ACCEPTED_FORMATS = {"wav": "WAV", "mp3": "MP3", "mov,mp4,m4a,3gp,3g2,mj2": "M4A", "ogg": "OGG"}
 # Quieter than this everywhere (peak, dBFS) is silence: nothing to transcribe.
 SILENCE_PEAK_DBFS = -50.0
-SAMPLE_RATE = 16_000  # what the acoustic model was trained on
+SAMPLE_RATE = 16_000  # what the recognizers' models were trained on
 TIMEOUT_S = 120.0
 
 
@@ -75,29 +76,16 @@ def check_and_decode(path: Path) -> tuple[np.ndarray, float, str]:
     return samples, samples.size / SAMPLE_RATE, ACCEPTED_FORMATS[container]
 
 
-def transcribe(samples: np.ndarray) -> str:
-    """PocketSphinx's best hypothesis for 16 kHz mono int16 ``samples`` (may be empty)."""
-    from pocketsphinx import Decoder  # only the audio-prompt path needs it
-
-    # Half a second of silence on both sides: the recognizer needs to hear where speech starts and ends.
-    pad = np.zeros(SAMPLE_RATE // 2, dtype="<i2")
-    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-    decoder.start_utt()
-    decoder.process_raw(np.concatenate([pad, samples, pad]).tobytes(), full_utt=True)
-    decoder.end_utt()
-    hypothesis = decoder.hyp()
-    return " ".join(hypothesis.hypstr.split()) if hypothesis is not None else ""
-
-
-def transcribe_prompt(storage, key: str) -> Transcript:
-    """The transcript of the audio prompt stored under ``key``; a ValidationError says what is wrong."""
+def transcribe_prompt(storage, key: str, transcriber: Transcriber | None = None) -> Transcript:
+    """The transcript of the audio prompt stored under ``key`` (PocketSphinx unless another engine of
+    videogen.asr is given); a ValidationError says what is wrong."""
     if not storage.exists(key):
         raise _reject(f"no audio prompt {key!r} in the bucket; upload it first", "audio_not_found")
     with tempfile.TemporaryDirectory(prefix="videogen-audio-prompt-") as workdir:
         path = Path(workdir) / "prompt"
         path.write_bytes(storage.read_bytes(key))
         samples, duration, container = check_and_decode(path)
-    text = transcribe(samples)
+    text = (transcriber or PocketSphinxTranscriber()).transcribe(samples)
     if not text:
         raise _reject("no speech was recognized in the audio prompt; speak the prompt clearly, in English",
                       "audio_no_speech")

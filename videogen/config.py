@@ -191,6 +191,8 @@ class Settings(BaseSettings):
     vae_tiling: bool = _var("VIDEOGEN_VAE_TILING", "decode the VAE in tiles (large frames on small GPUs)",
                             default=False)
     model_registry_path: str = _var("VIDEOGEN_MODEL_REGISTRY", "JSON file of extra model specs", default="")
+    asr_model: str = _var("VIDEOGEN_ASR_MODEL", "speech recognition of audio prompts: pocketsphinx, tiny-whisper "
+                          "or whisper:<directory or Hugging Face id>", default="pocketsphinx")
     voice_registry_path: str = _var("VIDEOGEN_VOICE_REGISTRY", "JSON file of extra narration voices (films)",
                                     default="")
     pipeline_cache_size: int = _var("VIDEOGEN_PIPELINE_CACHE_SIZE",

@@ -69,7 +69,7 @@ class JobNotRunnable(Exception):
 
 def claim_and_validate(
     store: JobStore, registry: ModelRegistry, job_id: int, run_id: str, *, run_created_at: datetime | None = None,
-    model_cache: Path | str | None = None, storage: Any = None,
+    model_cache: Path | str | None = None, storage: Any = None, transcriber: Any = None,
 ) -> ValidatedJob:
     """Mark the job ``running`` and validate it. Raises ValidationError after recording ``rejected``.
 
@@ -82,7 +82,7 @@ def claim_and_validate(
         raise JobNotRunnable(f"job {job_id} is {status}; run {run_id} will not process it")
     try:
         if row.get("audio_prompt_key"):
-            row = _transcribed(store, storage, row, run_id)
+            row = _transcribed(store, storage, row, run_id, transcriber)
         request = validate_request(row, registry, seed_if_missing=random_seed())
     except ValidationError as error:
         store.runs.reject(job_id, error, run_id)
@@ -96,7 +96,7 @@ def claim_and_validate(
                         pipeline_class=spec.pipeline_class, model_source=source, model_source_location=location)
 
 
-def _transcribed(store: JobStore, storage: Any, row: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _transcribed(store: JobStore, storage: Any, row: dict[str, Any], run_id: str, transcriber: Any) -> dict[str, Any]:
     """The row with its audio prompt's transcript as the prompt (also stored on the job)."""
     from videogen.audio_prompt import transcribe_prompt
     from videogen.storage.uploads import check_owned
@@ -104,7 +104,7 @@ def _transcribed(store: JobStore, storage: Any, row: dict[str, Any], run_id: str
     if storage is None:
         raise ValueError("a job with an audio prompt needs the storage to read it from")
     check_owned(row["audio_prompt_key"], row["user_id"], field="audio_prompt", code="audio_not_found")
-    transcript = transcribe_prompt(storage, row["audio_prompt_key"])
+    transcript = transcribe_prompt(storage, row["audio_prompt_key"], transcriber)
     store.runs.save_transcript(row["id"], transcript.text)
     store.runs.record_event(row["id"], stage="validate", run_id=run_id,
                             message=f"audio prompt ({transcript.format}, {transcript.duration_s:.1f} s) "

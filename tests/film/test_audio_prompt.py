@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.in_process import run_job_in_process
-from videogen.audio_prompt import check_and_decode, transcribe
+from videogen.asr import PocketSphinxTranscriber, transcriber_for
+from videogen.audio_prompt import check_and_decode
 from videogen.errors import ValidationError
 from videogen.film.voices import VoiceRegistry, synthesize
 
@@ -38,7 +39,7 @@ def test_a_spoken_prompt_is_transcribed_from_each_container(spoken, tmp_path, su
     path = spoken if suffix == ".wav" else convert(spoken, tmp_path / f"fox{suffix}", *codec)
     samples, duration, container = check_and_decode(path)
     assert container == suffix[1:].upper() and 1 < duration < 5
-    words = transcribe(samples).split()
+    words = PocketSphinxTranscriber().transcribe(samples).split()
     assert "fox" in words and "snow" in words
 
 
@@ -105,3 +106,31 @@ def test_the_cli_submits_an_audio_prompt_and_the_run_generates_its_transcript(da
     assert any((e["message"] or "").startswith("audio prompt (WAV, ") for e in store.reads.events(job_id))
     bad = store.reads.get(bad_id)
     assert (bad["status"], bad["error_code"]) == ("rejected", "audio_undecodable")
+
+
+def test_a_whisper_model_is_loaded_from_the_model_cache_and_decodes(spoken, tmp_path):
+    """The Whisper path (transformers, from_pretrained with local_files_only) on a tiny random-weight
+    Whisper built offline: its text is gibberish, but it is the model's own decoding of this audio."""
+    import torch
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    transcriber = transcriber_for("tiny-whisper", model_cache=tmp_path / "models")
+    samples, _, _ = check_and_decode(spoken)
+    text = transcriber.transcribe(samples)
+    source = tmp_path / "models" / "tiny-whisper-random-weights-v1"
+    processor = WhisperProcessor.from_pretrained(source, local_files_only=True)
+    model = WhisperForConditionalGeneration.from_pretrained(source, local_files_only=True).eval()
+    features = processor(samples.astype(np.float32) / 32768.0, sampling_rate=16000, return_tensors="pt").input_features
+    from transformers.generation.utils import GenerationMixin
+
+    prefix = processor.tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"])
+    with torch.no_grad():
+        tokens = GenerationMixin.generate(model, input_features=features, decoder_input_ids=torch.tensor([prefix]),
+                                          max_new_tokens=96, do_sample=False)
+    expected = processor.batch_decode(tokens, skip_special_tokens=True)[0]
+    assert text == " ".join(expected.split()) and tokens.shape[1] > len(prefix)
+    # A directory of the model cache named as whisper:<dir> loads the same model.
+    assert transcriber_for("whisper:tiny-whisper-random-weights-v1", model_cache=tmp_path / "models").transcribe(
+        samples) == text
+    with pytest.raises(ValueError, match="VIDEOGEN_ASR_MODEL 'vosk' is not one of: pocketsphinx, tiny-whisper"):
+        transcriber_for("vosk", model_cache=tmp_path)
