@@ -184,7 +184,7 @@ def describe(settings, row: dict) -> list[str]:
         f"    ffprobe: codec={facts.codec} {facts.width}x{facts.height} frames={facts.frame_count} "
         f"fps={facts.fps:g} duration={facts.duration_s:.3f}s pix_fmt={facts.pix_fmt}",
         f"    requested: {row['width']}x{row['height']} frames={row['num_frames']} fps={row['fps']} "
-        f"steps={row['steps']} seed={row['seed']}  gpu_seconds={row['gpu_seconds']:.2f} credits={row['credits']}",
+        f"steps={row['steps']} seed={row['seed']}  gpu_seconds={row['gpu_seconds'] or 0:.2f} credits={row['credits']}",
     ]
     metadata = json.loads(storage.read_bytes(job_key(row["id"], "metadata.json")))
     quality = metadata.get("quality") or {}
@@ -192,7 +192,9 @@ def describe(settings, row: dict) -> list[str]:
                  f"({', '.join(g['gate'] for g in quality.get('gates', []))})")
     if metadata.get("film"):
         scenes = metadata["film"]["scenes"]
-        lines.append(f"    film: {len(scenes)} scenes ({', '.join(str(s['frames']) + ' frames' for s in scenes)}), "
+        cached = sum(1 for scene in scenes if scene["from_cache"])
+        lines.append(f"    film: {len(scenes)} scenes ({', '.join(str(s['frames']) + ' frames' for s in scenes)}; "
+                     f"{cached} from the scene cache), "
                      f"audio {quality.get('measured', {}).get('integrated_lufs')} LUFS, "
                      f"subtitles {metadata['film']['storyboard']['subtitles']}")
     return lines
