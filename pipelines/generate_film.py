@@ -19,10 +19,8 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipelines.generate_video import (
-    GENERATION_POOL, _job_id, _run_stage, claim_job, finalize_job, generation_executor, run_quality_gates,
+    GENERATION_JOB_OPTIONS, GENERATION_POOL, _job_id, _run_stage, claim_job, finalize_job, run_quality_gates,
 )
-from pipelines.json_logger import json_console_logger
-from pipelines.partitions import video_jobs_partitions
 from resources.generation import GenerationResource
 from resources.jobs import JobsResource
 from resources.quality import QualityResource
@@ -142,14 +140,8 @@ def film_job(planned: film.PlannedFilm) -> stages.ValidatedJob:
     return planned.job
 
 
-@dg.job(
-    partitions_def=video_jobs_partitions,
-    executor_def=generation_executor(),
-    description="Generates one film (a storyboard of scenes) for one row of `jobs` (partition key = job id).",
-    tags={"dagster/max_retries": "0", "team": "ml-platform"},
-    logger_defs={"console": json_console_logger},
-    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-)
+@dg.job(description="Generates one film (a storyboard of scenes) for one row of `jobs` (partition key = job id).",
+        **GENERATION_JOB_OPTIONS)
 def generate_film() -> None:
     planned, scenes = plan_film()
     clips = scenes.map(lambda scene: generate_scene(planned, scene)).collect()

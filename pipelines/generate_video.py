@@ -30,7 +30,7 @@ from videogen.errors import JobCanceledError, TransientError, ValidationError, V
 from videogen.heartbeat import JobHeartbeat
 from videogen.lifecycle import random_seed
 from videogen.logs import bind
-from videogen.qa import QualityGateError
+from videogen.qa import QaReport, QualityGateError
 
 T = TypeVar("T")
 
@@ -213,9 +213,8 @@ def run_quality_gates(context: dg.OpExecutionContext, jobs: JobsResource, qualit
 
     checked = _run_stage(context, jobs, job_id, "qa", message, lambda _: gated())
     if checked is not None:
-        gates = ", ".join(g["gate"] for g in checked.qa["gates"])
         jobs.store().runs.record_event(job_id, stage="qa", run_id=context.run_id,
-                                       message=f"quality gates passed ({gates}) in {checked.qa['seconds']:.2f} s")
+                                       message=QaReport.from_dict(checked.qa).summary())
     return checked
 
 
@@ -248,17 +247,21 @@ def generation_executor() -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-@dg.job(
-    partitions_def=video_jobs_partitions,
-    executor_def=generation_executor(),
-    description="Generates one video for one row of `jobs` (partition key = job id).",
+# What every generation job (generate_video, generate_film) is: one partition per row of `jobs`, the
+# in-process executor, JSON logs.
+GENERATION_JOB_OPTIONS = {
+    "partitions_def": video_jobs_partitions,
+    "executor_def": generation_executor(),
     # Transient failures are retried inside the run (per op) and dead workers by the reconciliation
-    # sensor, so Dagster's whole-run retries stay off for this job.
-    tags={"dagster/max_retries": "0", "team": "ml-platform"},
-    logger_defs={"console": json_console_logger},
+    # sensor, so Dagster's whole-run retries stay off.
+    "tags": {"dagster/max_retries": "0", "team": "ml-platform"},
+    "logger_defs": {"console": json_console_logger},
     # Named in the run config so that it replaces Dagster's default console logger in every run.
-    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-)
+    "config": {"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+}
+
+
+@dg.job(description="Generates one video for one row of `jobs` (partition key = job id).", **GENERATION_JOB_OPTIONS)
 def generate_video() -> None:
     validated = validate_prompt()
     generated = generate_frames(validated)

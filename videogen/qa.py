@@ -132,6 +132,11 @@ class QaReport:
         return {"passed": self.passed, "seconds": round(self.seconds, 3),
                 "gates": [asdict(gate) for gate in self.gates], "measured": self.measured}
 
+    @classmethod
+    def from_dict(cls, report: dict[str, Any]) -> "QaReport":
+        return cls(gates=[GateResult(**gate) for gate in report["gates"]], measured=report["measured"],
+                   seconds=report["seconds"])
+
 
 def check_output(path: str | Path, expected: Expectations, *, ffmpeg: str = "ffmpeg", ffprobe: str = "ffprobe") -> QaReport:
     """Run every gate on ``path``; raises QualityGateError (code of the first failed gate) if any fails."""

@@ -167,9 +167,11 @@ def encode(job: ValidatedJob, generated: GeneratedFrames, *, codec: str = DEFAUL
     )
 
 
-def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any) -> EncodedOutputs:
+def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any, *, frames: int | None = None,
+                  audio: bool = False, cues: Any = None) -> EncodedOutputs:
     """Run the QA gates (videogen.qa) on the encoded video; raises QualityGateError (permanent, code
-    ``qa_*``) when one fails. The report travels on to metadata.json."""
+    ``qa_*``) when one fails. The report travels on to metadata.json. ``frames`` (default: the
+    request's), ``audio`` and ``cues`` are what a film adds to a clip's expectations."""
     from dataclasses import replace
 
     from videogen.encoding.presets import normalize_codec
@@ -177,8 +179,9 @@ def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any) -> En
 
     request = job.request
     codec = normalize_codec(encoded.encoder.get("codec") or DEFAULT_CODEC).probe_name
-    expected = Expectations.within(limits, width=request.width, height=request.height, frames=request.num_frames,
-                                   fps=request.fps, codec=codec)
+    expected = Expectations.within(limits, audio=audio, width=request.width, height=request.height,
+                                   frames=request.num_frames if frames is None else frames, fps=request.fps,
+                                   codec=codec, cues=list(cues) if cues else None)
     with tempfile.TemporaryDirectory(prefix=f"videogen-qa-{job.job_id}-") as workdir:
         video = Path(workdir) / VIDEO_NAME
         video.write_bytes(encoded.files[VIDEO_NAME])

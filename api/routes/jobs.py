@@ -28,13 +28,12 @@ from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobP
 from videogen.accounts.users import Principal
 from videogen.db.schema import REQUEST_PARAMETERS, TERMINAL_STATUSES
 from videogen.errors import JobNotFoundError, PermissionDeniedError, ValidationError
-from videogen.film.plan import validate_film
 from videogen.lifecycle import JobRequest
 from videogen.lifecycle.one_trip import Credentials
-from videogen.lifecycle.submission import with_spoken_prompt
+from videogen.lifecycle.submission import validate_any
 from videogen.storage.job_outputs import job_key
 from videogen.storage.uploads import check_owned
-from videogen.validation import given, validate_request
+from videogen.validation import given
 from videogen.webhooks import check_callback_url
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -175,11 +174,7 @@ def quote(body: JobDraft, principal: Caller, ctx: Context) -> QuoteOut:
     try:
         if draft.get("audio_prompt_key") is not None:
             check_owned(draft["audio_prompt_key"], principal.user_id, field="audio_prompt_key", code="audio_not_found")
-            draft = with_spoken_prompt(draft)
-        if draft.get("storyboard") is not None:  # a film: priced as the sum of its scenes' clips
-            checked = validate_film(draft, ctx.registry, seed_if_missing=0).request
-        else:
-            checked = validate_request(draft, ctx.registry, seed_if_missing=0)
+        checked = validate_any(draft, ctx.registry)  # a clip, a film or a spoken prompt, as submission does
     except ValidationError as problem:
         return QuoteOut(valid=False, error=ProblemOut(code=problem.code, message=problem.message,
                                                       field=problem.field),

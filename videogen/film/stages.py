@@ -185,20 +185,9 @@ def assemble(storage: Any, planned: PlannedFilm, clips: Sequence[SceneClip], *, 
 
 
 def check_quality(planned: PlannedFilm, assembled: AssembledFilm, limits: Any) -> stages.EncodedOutputs:
-    from videogen.encoding.presets import normalize_codec
-    from videogen.qa import Expectations, check_output
-
-    request = planned.job.request
-    expected = Expectations.within(
-        limits, audio=assembled.has_audio, width=request.width, height=request.height,
-        frames=planned.plan.total_frames, fps=request.fps,
-        codec=normalize_codec(assembled.encoded.encoder.get("codec") or "h264").probe_name,
-        cues=list(assembled.cues) if assembled.cues else None)
-    with tempfile.TemporaryDirectory(prefix=f"videogen-qa-{planned.job.job_id}-") as workdir:
-        video = Path(workdir) / stages.VIDEO_NAME
-        video.write_bytes(assembled.encoded.files[stages.VIDEO_NAME])
-        report = check_output(video, expected)
-    return replace(assembled.encoded, qa=report.to_dict())
+    """The clip's QA gates (videogen.stages.check_quality) with the film's frames, audio and subtitles."""
+    return stages.check_quality(planned.job, assembled.encoded, limits, frames=planned.plan.total_frames,
+                                audio=assembled.has_audio, cues=assembled.cues)
 
 
 def film_metadata(planned: PlannedFilm, clips: Sequence[SceneClip], phases: dict[str, float]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from videogen.accounts.credits import reserve_for_job
 from videogen.db.schema import ACTIVE_STATUSES, REQUEST_PARAMETERS, job_events, jobs, users
 from videogen.errors import AuthenticationError, ConflictError, RateLimitedError, ValidationError
 from videogen.generation.registry import ModelRegistry
-from videogen.validation import validate_request
+from videogen.validation import ValidatedRequest, validate_request
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,20 @@ def with_spoken_prompt(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def price_of(raw: dict[str, Any], registry: ModelRegistry) -> Decimal:
-    """Validate a request (a clip, or a film when it has a storyboard) and return its price in credits."""
+def validate_any(raw: dict[str, Any], registry: ModelRegistry, *, seed_if_missing: int = 0) -> ValidatedRequest:
+    """Validate a request as submitted: a clip, a film when it has a storyboard (its parameters, priced as
+    the sum of its scenes), or a spoken prompt before its transcript exists."""
     raw = with_spoken_prompt(raw)
     if raw.get("storyboard") is not None:
         from videogen.film.plan import validate_film
 
-        return validate_film(raw, registry, seed_if_missing=0).credits
-    return validate_request(raw, registry, seed_if_missing=0).credits
+        return validate_film(raw, registry, seed_if_missing=seed_if_missing).request
+    return validate_request(raw, registry, seed_if_missing=seed_if_missing)
+
+
+def price_of(raw: dict[str, Any], registry: ModelRegistry) -> Decimal:
+    """Validate a request (see :func:`validate_any`) and return its price in credits."""
+    return validate_any(raw, registry).credits
 
 
 def storable_storyboard(raw: Any) -> Any:
