@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -122,10 +120,9 @@ def build_tiny_whisper(target_dir: Path, *, seed: int = 0) -> Path:
                               WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    target_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = target_dir.parent / f".{target_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    from videogen.generation.tiny_model import save_directory_atomically
+
+    def write(staging: Path) -> None:
         vocab = {char: index for index, char in enumerate(bytes_to_unicode().values())}
         for token in _WHISPER_SPECIAL:
             vocab[token] = len(vocab)
@@ -150,11 +147,5 @@ def build_tiny_whisper(target_dir: Path, *, seed: int = 0) -> Path:
         processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        try:
-            os.rename(staging, target_dir)
-        except OSError:
-            if not (target_dir / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target_dir
+
+    return save_directory_atomically(target_dir, write, complete_marker="config.json")

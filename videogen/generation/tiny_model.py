@@ -180,27 +180,36 @@ def build_random_ltx_pipeline(architecture: RandomLtxArchitecture = TINY_ARCHITE
     )
 
 
-def save_pipeline_atomically(pipeline, target_dir: Path) -> Path:
-    """Save into a temporary sibling directory, then rename it to ``target_dir``.
+def save_directory_atomically(target_dir: Path, write: Callable[[Path], None], *, complete_marker: str) -> Path:
+    """Have ``write`` fill a temporary sibling directory, then rename it to ``target_dir``.
 
     A reader therefore sees either no directory or a complete model, never a half-written one. When
-    another process finishes first, its (identical) copy is kept and ours is discarded.
+    another process finishes first (``complete_marker`` is in ``target_dir``), its (identical) copy is
+    kept and ours is discarded.
     """
     target_dir = Path(target_dir)
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     staging_dir = target_dir.parent / f".{target_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        pipeline.save_pretrained(staging_dir, safe_serialization=True)
+        staging_dir.mkdir()
+        write(staging_dir)
         try:
             # rename(2) of a directory is atomic and fails when the target exists and is not empty.
             os.rename(staging_dir, target_dir)
         except OSError:
-            if not (target_dir / "model_index.json").exists():
+            if not (target_dir / complete_marker).exists():
                 raise
             # Lost the race to a concurrent builder: its model is already in place.
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)
     return target_dir
+
+
+def save_pipeline_atomically(pipeline, target_dir: Path) -> Path:
+    """Save a diffusers pipeline with :func:`save_directory_atomically`."""
+    return save_directory_atomically(
+        target_dir, lambda staging: pipeline.save_pretrained(staging, safe_serialization=True),
+        complete_marker="model_index.json")
 
 
 def build_random_ltx(target_dir: Path, *, architecture: RandomLtxArchitecture = TINY_ARCHITECTURE) -> Path:
