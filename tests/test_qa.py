@@ -1,6 +1,7 @@
 """Output QA gates (videogen.qa) on real files encoded by ffmpeg, and in the generate_video job."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -68,6 +69,50 @@ def test_a_truncated_file_fails_with_qa_undecodable(tmp_path):
     assert error.code == "qa_undecodable" and error.message.startswith("the output failed its quality gates: decodes:")
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert failure(tmp_path / "empty.mp4", expect(17)).code == "qa_undecodable"
+
+
+def test_corrupt_bytes_inside_the_stream_fail_with_qa_undecodable(tmp_path):
+    data = bytearray(clip(tmp_path, noise(17)).read_bytes())
+    start = data.find(b"mdat") + 200
+    for offset in range(start, start + 1000, 7):  # damage the first frames' slices
+        data[offset] ^= 0xFF
+    error = failure(bytes(data), expect(17))
+    assert error.code == "qa_undecodable"
+    assert "decodes: decoding failed: Invalid data found when processing input after " in error.message
+
+
+def test_the_gates_read_a_file_or_its_bytes_alike(tmp_path):
+    path = clip(tmp_path, noise(17))
+    from_path, from_bytes = qa.check_output(path, expect(17)), qa.check_output(path.read_bytes(), expect(17))
+    assert from_path.measured == from_bytes.measured and from_path.gates == from_bytes.gates
+
+
+def ffmpeg_cli_runs(path, frame: float, duration: float) -> tuple[float, float, str]:
+    """The ffmpeg program's own report for the same detectors and meter: the longest black and frozen
+    runs (to the end of the stream when no end is logged) and its stderr."""
+    log = subprocess.run(["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-vf",
+                          f"blackdetect=d={frame}:pix_th=0.10,freezedetect=n=-60dB:d={frame}",
+                          "-af", "ebur128=peak=sample", "-f", "null", "-"],
+                         capture_output=True, text=True, check=True).stderr
+    black = [float(d) for d in re.findall(r"black_duration:\s*([\d.]+)", log)]
+    starts = [float(v) for v in re.findall(r"freeze_start: ([\d.]+)", log)]
+    durations = [float(v) for v in re.findall(r"freeze_duration: ([\d.]+)", log)]
+    frozen = durations + ([duration - starts[-1]] if len(starts) > len(durations) else [])
+    return max(black, default=0.0), max(frozen, default=0.0), log
+
+
+def test_the_in_process_detectors_measure_what_the_ffmpeg_program_measures(tmp_path):
+    frames = noise(49)
+    frames[8:14] = 0
+    frames[20:34] = frames[20]
+    video = with_tone(tmp_path, clip(tmp_path, frames), 0, "tone.mp4")
+    report = qa.check_output(video, expect(49, audio_lufs=-21.0))
+    black, frozen, log = ffmpeg_cli_runs(video, 1 / FPS, 49 / FPS)
+    assert (report.measured["longest_black_s"], report.measured["longest_frozen_s"]) == (black, frozen) == (0.75, 1.75)
+    integrated = float(re.search(r"I:\s+(-?[\d.]+) LUFS", log[log.rfind("Summary:"):]).group(1))
+    peak = float(re.search(r"Peak:\s+(-?[\d.]+) dBFS", log[log.rfind("Summary:"):]).group(1))
+    assert abs(report.measured["integrated_lufs"] - integrated) <= 0.1
+    assert abs(report.measured["sample_peak_dbfs"] - peak) <= 0.1
 
 
 def test_a_file_that_is_not_what_was_asked_fails_with_qa_format(tmp_path):

@@ -14,23 +14,25 @@ ffmpeg for):
   sample peak stays below full scale;
 * ``subtitles``: every cue lies inside the video, ends after it starts, and follows the previous one.
 
-Two processes per file: ffprobe reads the stream headers, and one ``ffmpeg`` decode runs the detectors
-(and the loudness meter), counts the frames (``-progress``) and tags every decoder error with its
-log level. A failed gate raises :class:`QualityGateError` whose ``code`` names the gate (``qa_*``): a
+One decode per file, in this process: PyAV (libav's own demuxers, decoders and filters) reads the
+stream headers, decodes every frame through ffmpeg's ``blackdetect`` and ``freezedetect`` filters (and the
+audio through ``ebur128`` when audio is expected) and counts the frames. No ffmpeg or ffprobe process is
+started: two process starts were most of the gates' cost on a short clip. A failed gate raises
+:class:`QualityGateError` whose ``code`` names the gate (``qa_*``): a
 permanent failure, the file is not what was asked for and retrying the same work gives the same file.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
+import io
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import av
 
 from videogen.errors import VideogenError
 
@@ -44,7 +46,6 @@ CLIPPING_DBFS = -0.01
 # defaults). freezedetect: frames differing by less than -60 dB of noise are identical.
 BLACK_PIXEL_THRESHOLD = 0.10
 FREEZE_NOISE_DB = -60
-TIMEOUT_S = 600.0
 
 
 class QualityGateError(VideogenError):
@@ -138,28 +139,21 @@ class QaReport:
                    seconds=report["seconds"])
 
 
-def check_output(path: str | Path, expected: Expectations, *, ffmpeg: str = "ffmpeg", ffprobe: str = "ffprobe") -> QaReport:
-    """Run every gate on ``path``; raises QualityGateError (code of the first failed gate) if any fails."""
+def check_output(source: str | Path | bytes, expected: Expectations) -> QaReport:
+    """Run every gate on ``source`` (a file's path, or its bytes); raises QualityGateError (code of the
+    first failed gate) if any fails."""
     started = time.perf_counter()
     report = QaReport()
-    path = Path(path)
-    streams = _probe(path, ffprobe)
-    if streams is None or not any(s.get("codec_type") == "video" for s in streams.get("streams", [])):
-        report.gates.append(GateResult("decodes", False, "the file cannot be read as a video "
-                                       f"({streams.get('error') if streams else 'ffprobe failed'})"))
+    scan = _scan(source, expected)
+    if scan.video is None:
+        report.gates.append(GateResult("decodes", False, f"the file cannot be read as a video ({scan.error})"))
         return _finish(report, started)
-    scan = _scan(path, expected, has_audio=any(s.get("codec_type") == "audio" for s in streams["streams"]),
-                 ffmpeg=ffmpeg)
-    decode_errors = scan["errors"]
-    report.gates.append(GateResult(
-        "decodes", not decode_errors and scan["returncode"] == 0,
-        "decodes end to end" if not decode_errors and scan["returncode"] == 0
-        else f"decoding failed: {(decode_errors or ['ffmpeg exit status ' + str(scan['returncode'])])[0]}"))
-    video = next(s for s in streams["streams"] if s.get("codec_type") == "video")
-    report.gates.append(_format_gate(video, scan["frames"], expected, report.measured))
+    report.gates.append(GateResult("decodes", scan.error is None,
+                                   "decodes end to end" if scan.error is None else f"decoding failed: {scan.error}"))
+    report.gates.append(_format_gate(scan.video, scan.frames, expected, report.measured))
     report.gates.extend(_run_gates(scan, expected, report.measured))
     if expected.audio_lufs is not None:
-        report.gates.extend(_audio_gates(streams, scan, expected, report.measured))
+        report.gates.extend(_audio_gates(scan, expected, report.measured))
     if expected.cues is not None:
         report.gates.append(_subtitle_gate(expected.cues, report.measured.get("duration_s", expected.duration_s),
                                            1 / expected.fps))
@@ -182,84 +176,129 @@ def _finish(report: QaReport, started: float) -> QaReport:
     return report
 
 
-def _probe(path: Path, ffprobe: str) -> dict[str, Any] | None:
-    # Headers only: the frames are counted by the detectors' decode (_scan), not by a second one here.
-    args = [ffprobe, "-v", "error", "-show_entries",
-            "stream=codec_type,codec_name,width,height,r_frame_rate,duration,channels"
-            ":format=duration", "-of", "json", str(path)]
+@dataclass
+class _Scan:
+    """What one decode of the file found. ``video``: the first video stream's codec, size and frame
+    rate (None when the file has none or cannot be opened); ``error``: the first demuxing or decoding
+    error. Runs are (start, end) in seconds; end None: the run lasts to the end of the stream."""
+
+    video: dict[str, Any] | None = None
+    audio_codec: str | None = None
+    frames: int = 0
+    error: str | None = None
+    black: list[tuple[float, float | None]] = field(default_factory=list)
+    freezes: list[tuple[float, float | None]] = field(default_factory=list)
+    integrated_lufs: float | None = None
+    peak_dbfs: float | None = None
+
+
+def _scan(source: str | Path | bytes, expected: Expectations) -> _Scan:
+    """One decode of the whole file through the detectors, frame by frame."""
+    scan = _Scan()
     try:
-        completed = subprocess.run(args, capture_output=True, timeout=TIMEOUT_S, check=False)
-    except FileNotFoundError:
-        raise VideogenError(f"the ffprobe program {ffprobe!r} was not found; install ffmpeg") from None
-    if completed.returncode != 0:
-        return {"error": completed.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or "unknown error",
-                "streams": []}
-    return json.loads(completed.stdout or b"{}")
+        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (av.error.FFmpegError, OSError) as error:
+        scan.error = _reason(error)
+        return scan
+    with container:
+        if not container.streams.video:
+            scan.error = "no video stream"
+            return scan
+        video = container.streams.video[0]
+        scan.video = {"codec": video.codec_context.codec.canonical_name, "width": video.codec_context.width,
+                      "height": video.codec_context.height, "fps": float(video.base_rate or 0)}
+        audio = container.streams.audio[0] if container.streams.audio else None
+        scan.audio_codec = audio.codec_context.codec.canonical_name if audio is not None else None
+        frame = 1 / expected.fps
+        # blackdetect and freezedetect tag the frame where a run starts and the frame where it ends.
+        detectors = _Detectors(video, [("blackdetect", f"d={frame:.6f}:pix_th={BLACK_PIXEL_THRESHOLD}"),
+                                       ("freezedetect", f"n={FREEZE_NOISE_DB}dB:d={frame:.6f}")])
+        meter = (_Detectors(audio, [("ebur128", "peak=sample:metadata=1")])
+                 if audio is not None and expected.audio_lufs is not None else None)
+        streams = [video] + ([audio] if meter is not None else [])
+        try:
+            for packet in container.demux(*streams):
+                for decoded in packet.decode():
+                    if packet.stream is video:
+                        scan.frames += 1
+                        detectors.push(decoded)
+                    else:
+                        meter.push(decoded)
+            detectors.push(None)
+            if meter is not None:
+                meter.push(None)
+        except av.error.FFmpegError as error:
+            scan.error = f"{_reason(error)} after {scan.frames} frames"
+    scan.black = _runs(detectors.tags, "lavfi.black_start", "lavfi.black_end")
+    scan.freezes = _runs(detectors.tags, "lavfi.freezedetect.freeze_start", "lavfi.freezedetect.freeze_end")
+    if meter is not None and meter.tags:
+        last = meter.tags[-1]  # ebur128 tags every frame with the loudness measured up to it
+        if "lavfi.r128.I" in last:
+            scan.integrated_lufs = round(float(last["lavfi.r128.I"]), 1)
+        if "lavfi.r128.sample_peak" in last:
+            peak = float(last["lavfi.r128.sample_peak"])  # linear, 1.0 is full scale
+            scan.peak_dbfs = round(20 * math.log10(peak), 2) if peak > 0 else -math.inf
+    return scan
 
 
-# With -loglevel level+info every line carries "[<level>]" after any "[<component> @ 0x…]" prefix.
-_ERROR_LINE = re.compile(r"^(\[[^]]+\] )?\[(error|fatal|panic)\] ")
-_LEVEL_TAGS = re.compile(r"^(\[[^]]+\] )*")
-_BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)\s+black_duration:\s*([\d.]+)")
-_FREEZE_START = re.compile(r"freeze_start:\s*([\d.]+)")
-_FREEZE_END = re.compile(r"freeze_end:\s*([\d.]+)")
-_INTEGRATED = re.compile(r"^\s*I:\s*(-?[\d.]+|-inf)\s*LUFS", re.M)
-_PEAK = re.compile(r"^\s*Peak:\s*(-?[\d.]+|-inf)\s*dBFS", re.M)
+class _Detectors:
+    """A libavfilter graph (buffer source → filters → sink) fed with one stream's decoded frames;
+    ``tags`` collects the metadata the filters attach to the frames that come out, in order."""
+
+    def __init__(self, stream: Any, filters: list[tuple[str, str]]) -> None:
+        self.graph = av.filter.Graph()
+        audio = stream.type == "audio"
+        nodes = [self.graph.add_abuffer(template=stream) if audio else self.graph.add_buffer(template=stream)]
+        nodes += [self.graph.add(name, arguments) for name, arguments in filters]
+        nodes.append(self.graph.add("abuffersink" if audio else "buffersink"))
+        for upstream, downstream in zip(nodes, nodes[1:]):
+            upstream.link_to(downstream)
+        self.graph.configure()
+        self.tags: list[dict[str, str]] = []
+
+    def push(self, frame: Any) -> None:
+        """Feed a frame (None: the end of the stream) and collect what comes out."""
+        self.graph.push(frame)
+        while True:
+            try:
+                out = self.graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return
+            if out.metadata:
+                self.tags.append(dict(out.metadata))
 
 
-def _scan(path: Path, expected: Expectations, *, has_audio: bool, ffmpeg: str) -> dict[str, Any]:
-    """One decode of the whole file through the detectors; every log line tagged with its level."""
-    frame = 1 / expected.fps
-    video_filters = (f"blackdetect=d={frame:.6f}:pix_th={BLACK_PIXEL_THRESHOLD},"
-                     f"freezedetect=n={FREEZE_NOISE_DB}dB:d={frame:.6f}")
-    args = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "level+info", "-progress", "pipe:1", "-i", str(path),
-            "-map", "0:v:0", "-vf", video_filters]
-    if has_audio and expected.audio_lufs is not None:
-        args += ["-map", "0:a:0", "-af", "ebur128=peak=sample"]
-    args += ["-f", "null", "-"]
-    completed = subprocess.run(args, capture_output=True, timeout=TIMEOUT_S, check=False)
-    log = completed.stderr.decode("utf-8", "replace")
-    errors = [_LEVEL_TAGS.sub("", line) for line in log.splitlines() if _ERROR_LINE.search(line)]
-    freezes: list[tuple[float, float]] = []
+def _runs(tags: list[dict[str, str]], start_key: str, end_key: str) -> list[tuple[float, float | None]]:
+    """(start, end) runs from the start and end tags, read in the order the filter set them."""
+    runs: list[tuple[float, float | None]] = []
     start = None
-    for line in log.splitlines():
-        if (m := _FREEZE_START.search(line)) is not None:
-            start = float(m.group(1))
-        elif (m := _FREEZE_END.search(line)) is not None and start is not None:
-            freezes.append((start, float(m.group(1))))
-            start = None
-    if start is not None:  # frozen up to the end: freezedetect reports no end
-        freezes.append((start, None))  # type: ignore[arg-type]
-    summary = log[log.rfind("Summary:"):] if "Summary:" in log else ""
-    integrated = _INTEGRATED.search(summary)
-    peak = _PEAK.search(summary)
-    counted = re.findall(r"^frame=(\d+)$", completed.stdout.decode("ascii", "replace"), re.M)
-    return {
-        "frames": int(counted[-1]) if counted else 0,
-        "returncode": completed.returncode,
-        "errors": errors,
-        "black": [(float(a), float(b)) for a, b, _ in _BLACK.findall(log)],
-        "freezes": freezes,
-        "integrated_lufs": None if integrated is None else float(integrated.group(1)),
-        "peak_dbfs": None if peak is None else float(peak.group(1)),
-    }
+    for metadata in tags:
+        for key, value in metadata.items():
+            if key == start_key:
+                start = float(value)
+            elif key == end_key and start is not None:
+                runs.append((start, float(value)))
+                start = None
+    if start is not None:  # the run reaches the end of the stream: no frame after it carries an end
+        runs.append((start, None))
+    return runs
 
 
-def _rate(text: str) -> float:
-    num, _, den = (text or "0/1").partition("/")
-    return float(Fraction(int(num), int(den or 1))) if int(den or 1) else 0.0
+def _reason(error: Exception) -> str:
+    """An FFmpeg error without its errno prefix: "Invalid data found when processing input"."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 def _format_gate(video: dict[str, Any], frames: int, expected: Expectations, measured: dict[str, Any]) -> GateResult:
-    fps = _rate(video.get("r_frame_rate", "0/1"))
+    fps = video["fps"]
     duration = frames / fps if fps else 0.0
-    measured.update(codec=video.get("codec_name"), width=video.get("width"), height=video.get("height"),
+    measured.update(codec=video["codec"], width=video["width"], height=video["height"],
                     frames=frames, fps=round(fps, 3), duration_s=round(duration, 3))
     wrong = []
-    if video.get("codec_name") != expected.codec:
-        wrong.append(f"codec {video.get('codec_name')} instead of {expected.codec}")
-    if (video.get("width"), video.get("height")) != (expected.width, expected.height):
-        wrong.append(f"size {video.get('width')}x{video.get('height')} instead of {expected.width}x{expected.height}")
+    if video["codec"] != expected.codec:
+        wrong.append(f"codec {video['codec']} instead of {expected.codec}")
+    if (video["width"], video["height"]) != (expected.width, expected.height):
+        wrong.append(f"size {video['width']}x{video['height']} instead of {expected.width}x{expected.height}")
     if frames != expected.frames:
         wrong.append(f"{frames} frames instead of {expected.frames}")
     if abs(fps - expected.fps) > 1e-3:
@@ -282,14 +321,14 @@ def _longest(runs: list[tuple[float, float | None]], duration: float, frame: flo
     return longest
 
 
-def _run_gates(scan: dict[str, Any], expected: Expectations, measured: dict[str, Any]) -> list[GateResult]:
+def _run_gates(scan: _Scan, expected: Expectations, measured: dict[str, Any]) -> list[GateResult]:
     duration = measured.get("duration_s") or expected.duration_s
     frame = 1 / expected.fps
     # A run covering the whole clip always fails, however short the clip.
     black_limit = min(expected.black_max_s, duration)
     frozen_limit = min(expected.frozen_max_s, duration)
-    black = _longest(scan["black"], duration, frame)
-    frozen = _longest(scan["freezes"], duration, frame)
+    black = _longest(scan.black, duration, frame)
+    frozen = _longest(scan.freezes, duration, frame)
     measured.update(longest_black_s=round(black, 3), longest_frozen_s=round(frozen, 3))
     results = [GateResult("no_black_run", black < black_limit - 1e-6,
                           f"longest black run {black:.2f} s (limit {black_limit:.2f} s)")]
@@ -299,17 +338,15 @@ def _run_gates(scan: dict[str, Any], expected: Expectations, measured: dict[str,
     return results
 
 
-def _audio_gates(streams: dict[str, Any], scan: dict[str, Any], expected: Expectations,
-                 measured: dict[str, Any]) -> list[GateResult]:
-    audio = [s for s in streams.get("streams", []) if s.get("codec_type") == "audio"]
-    if not audio:
+def _audio_gates(scan: _Scan, expected: Expectations, measured: dict[str, Any]) -> list[GateResult]:
+    if scan.audio_codec is None:
         return [GateResult("audio_present", False, "no audio stream")]
-    loudness, peak = scan["integrated_lufs"], scan["peak_dbfs"]
-    measured.update(audio_codec=audio[0].get("codec_name"), integrated_lufs=loudness, sample_peak_dbfs=peak)
+    loudness, peak = scan.integrated_lufs, scan.peak_dbfs
+    measured.update(audio_codec=scan.audio_codec, integrated_lufs=loudness, sample_peak_dbfs=peak)
     target, tolerance = expected.audio_lufs, expected.loudness_tolerance_lu
     loud_ok = loudness is not None and abs(loudness - target) <= tolerance
     return [
-        GateResult("audio_present", True, f"{audio[0].get('codec_name')} audio"),
+        GateResult("audio_present", True, f"{scan.audio_codec} audio"),
         GateResult("loudness", loud_ok, f"integrated loudness {loudness} LUFS (target {target:g} ± {tolerance:g} LU)"),
         GateResult("no_clipping", peak is not None and peak < CLIPPING_DBFS, f"sample peak {peak} dBFS"),
     ]

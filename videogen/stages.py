@@ -182,10 +182,7 @@ def check_quality(job: ValidatedJob, encoded: EncodedOutputs, limits: Any, *, fr
     expected = Expectations.within(limits, audio=audio, width=request.width, height=request.height,
                                    frames=request.num_frames if frames is None else frames, fps=request.fps,
                                    codec=codec, cues=list(cues) if cues else None)
-    with tempfile.TemporaryDirectory(prefix=f"videogen-qa-{job.job_id}-") as workdir:
-        video = Path(workdir) / VIDEO_NAME
-        video.write_bytes(encoded.files[VIDEO_NAME])
-        report = check_output(video, expected)
+    report = check_output(encoded.files[VIDEO_NAME], expected)
     return replace(encoded, qa=report.to_dict())
 
 
