@@ -12,10 +12,16 @@ pool limit this sensor last wrote; see pin_pool_limit.)
   second run for a run key it has seen, so a re-requested row is never generated twice.
 * Work per tick is bounded (``VIDEOGEN_SENSOR_BATCH_SIZE`` new runs), so a backlog of 10,000 rows
   drains over ticks with each tick well inside the sensor timeout.
+* A tick that finds nothing to launch keeps watching for a pending row until
+  ``VIDEOGEN_SENSOR_WAIT_S`` after its start (polling every ``VIDEOGEN_SENSOR_POLL_S``) and plans once
+  more when one appears. Dagster's sensor daemon starts a sensor's tick at most every 5 s (a fixed
+  loop, no setting lowers it), so a row inserted into an idle system used to wait 2.5 s on average
+  for the next tick; a watching tick sees it within one poll. A tick that ends at its deadline leaves
+  a short gap before the daemon's next tick, in which a row waits for that tick as before.
 """
 
-
 import os
+import time
 
 import dagster as dg
 from dagster._core.storage.tags import RUN_KEY_TAG
@@ -71,6 +77,17 @@ def plan_tick(store: JobStore, instance: dg.DagsterInstance, batch_size: int) ->
     )
 
 
+def plan_tick_waiting(store: JobStore, instance: dg.DagsterInstance, batch_size: int, *, deadline: float,
+                      poll_s: float) -> dg.SensorResult:
+    """plan_tick; when it requests no run, watch for a pending row until ``deadline`` (a
+    ``time.monotonic()`` time) and, once one appears, plan again (once: a row that still gets no run,
+    such as one whose run exists and is confirmed, does not make the tick spin)."""
+    result = plan_tick(store, instance, batch_size)
+    if result.run_requests or not store.queue.wait_for_pending(deadline=deadline, poll_s=poll_s):
+        return result
+    return plan_tick(store, instance, batch_size)
+
+
 def pin_pool_limit(instance: dg.DagsterInstance, pool: str, last_written: int | None) -> int | None:
     """Write the instance's default pool limit (dagster.yaml ``concurrency.pools.default_limit``, the
     Helm values) as the pool's explicit limit, before any run of the tick can claim a slot. Returns
@@ -103,12 +120,15 @@ def pin_pool_limit(instance: dg.DagsterInstance, pool: str, last_written: int | 
     "generate_film for a storyboard.",
 )
 def pending_jobs_sensor(context: dg.SensorEvaluationContext, jobs: JobsResource) -> dg.SensorResult:
+    started = time.monotonic()
     profile = load_profile(os.environ)
     last_written = int(context.cursor) if (context.cursor or "").isdigit() else None
     written = pin_pool_limit(context.instance, GENERATION_POOL, last_written)
     if written != last_written and written is not None:
         log.info(f"pool {GENERATION_POOL}: limit {written}", extra={"sensor": "pending_jobs_sensor"})
-    result = plan_tick(jobs.store(), context.instance, profile.settings.sensor_batch_size)
+    settings = profile.settings
+    result = plan_tick_waiting(jobs.store(), context.instance, settings.sensor_batch_size,
+                               deadline=started + settings.sensor_wait_s, poll_s=settings.sensor_poll_s)
     for request in result.run_requests:
         log.info("requesting a run", extra={"sensor": "pending_jobs_sensor", "job_id": int(request.partition_key),
                                             "run_key": request.run_key})

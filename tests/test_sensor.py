@@ -7,6 +7,7 @@ real daemon does). It can also "crash" after launching, before anything else is 
 
 import json
 import threading
+import time
 from collections import Counter
 
 import dagster as dg
@@ -17,7 +18,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from pipelines.generate_video import generate_video
 from sensors.job_reconciliation import recover_lost_jobs, stop_canceled_runs
-from sensors.job_requests import plan_tick
+from sensors.job_requests import plan_tick, plan_tick_waiting
 from tests.conftest import create_database
 from tests.trail import assert_trail_in_lifecycle_order
 from videogen.lifecycle import JobRequest, JobStore
@@ -78,6 +79,48 @@ def test_a_run_that_starts_before_the_next_tick_is_queued_exactly_once(store, in
     assert [(e["status"], e["stage"]) for e in events] == [("pending", "submit"), ("queued", "queue"),
                                                           ("running", "validate")]
     assert_trail_in_lifecycle_order(events, store.reads.get(job_id))
+
+class WatchSpy:
+    """Wraps JobQueue.wait_for_pending: records what each watch returned, and sets ``watching`` when
+    a tick starts watching (after its first plan found nothing)."""
+
+    def __init__(self, queue) -> None:
+        self.real, self.watching, self.results = queue.wait_for_pending, threading.Event(), []
+        queue.wait_for_pending = self
+
+    def __call__(self, **kwargs) -> bool:
+        self.watching.set()
+        self.results.append(self.real(**kwargs))
+        return self.results[-1]
+
+
+def test_a_tick_that_found_nothing_launches_a_row_inserted_while_it_watches(store, instance):
+    spy = WatchSpy(store.queue)
+    ticked: list[dg.SensorResult] = []
+    tick = threading.Thread(target=lambda: ticked.append(plan_tick_waiting(
+        store, instance, 10, deadline=time.monotonic() + 60, poll_s=0.05)), daemon=True)
+    tick.start()
+    assert spy.watching.wait(30), "the tick never started watching"
+    (job_id,) = submit(store, 1)  # inserted after the tick's first plan found nothing
+    tick.join(30)
+    assert not tick.is_alive(), "the tick did not end when the row appeared (its deadline was 60 s away)"
+    assert spy.results == [True] and [int(r.partition_key) for r in ticked[0].run_requests] == [job_id]
+    assert [request.partition_keys for request in ticked[0].dynamic_partitions_requests] == [[str(job_id)]]
+
+
+def test_a_watching_tick_ends_at_its_deadline_and_is_not_woken_by_a_row_not_yet_due(store, instance, engine):
+    (job_id,) = submit(store, 1)
+    with engine.begin() as conn:  # a retry waiting out its backoff
+        conn.execute(sa.text("UPDATE jobs SET not_before = now() + interval '1 hour' WHERE id = :id"), {"id": job_id})
+    spy = WatchSpy(store.queue)
+    result = plan_tick_waiting(store, instance, 10, deadline=time.monotonic() + 0.3, poll_s=0.05)
+    assert result.run_requests == [] and spy.results == [False]
+    # A tick with rows to launch does not watch at all.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET not_before = NULL WHERE id = :id"), {"id": job_id})
+    result = plan_tick_waiting(store, instance, 10, deadline=time.monotonic() + 60, poll_s=0.05)
+    assert [int(r.partition_key) for r in result.run_requests] == [job_id] and spy.results == [False]
+
 
 def test_each_pending_row_gets_one_run_then_queued(store, instance):
     ids = submit(store, 3)

@@ -248,6 +248,11 @@ class Settings(BaseSettings):
                                default=30, ge=1)
     sensor_batch_size: int = _var("VIDEOGEN_SENSOR_BATCH_SIZE", "new runs requested per sensor tick",
                                   default=200, ge=1)
+    sensor_wait_s: float = _var("VIDEOGEN_SENSOR_WAIT_S", "how long a sensor tick that found nothing to launch "
+                                "keeps watching for a pending row, seconds from the tick's start (below the "
+                                "daemon's 5 s sensor loop; 0: return at once)", default=4.0, ge=0, le=50)
+    sensor_poll_s: float = _var("VIDEOGEN_SENSOR_POLL_S", "how often that watching tick looks for a pending row, "
+                                "seconds", default=0.1, gt=0, le=5)
     # Output QA gates (videogen.qa)
     qa_black_max_s: float = _var("VIDEOGEN_QA_BLACK_MAX_S", "longest run of black frames an output may hold, seconds",
                                  default=1.0, gt=0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +41,26 @@ class JobQueue:
         )
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def wait_for_pending(self, *, deadline: float, poll_s: float,
+                         clock: Callable[[], float] = time.monotonic) -> bool:
+        """Look for a ``pending`` row that may start now, every ``poll_s`` until ``deadline`` (a
+        ``clock`` time). True as soon as there is one, False at the deadline.
+
+        Polled, not LISTEN/NOTIFY: a NOTIFY on every insert would serialize the commits of every
+        submission (PostgreSQL holds a global lock from a notifying transaction's pre-commit to its
+        end), while this probe is one index lookup on the partial index of pending rows."""
+        ready = sa.select(sa.exists().where(
+            jobs.c.status == "pending",
+            sa.or_(jobs.c.not_before.is_(None), jobs.c.not_before <= sa.func.clock_timestamp())))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            while True:
+                if conn.execute(ready).scalar_one():
+                    return True
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(poll_s, remaining))
 
     def mark_queued(self, runs: Mapping[int, str]) -> list[int]:
         """Confirm pending jobs as queued under their runs, in one transaction (a sensor tick).
