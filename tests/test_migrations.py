@@ -71,3 +71,22 @@ def test_the_comparison_catches_a_column_the_migrations_lack(engine):
     assert [(d[2], d[3].name) for d in added] == [("jobs", "retry_reason")]
     changed = [d[0] for d in diff if isinstance(d, list)]
     assert changed and changed[0][0] == "modify_type" and changed[0][2:4] == ("jobs", "priority")
+
+
+def test_0008_bounds_the_cap_check_and_its_downgrade_puts_0007_back(admin_url):
+    url = create_database(admin_url)
+    engine = sa.create_engine(url)
+
+    def state() -> tuple[bool, set[str]]:
+        with engine.connect() as conn:
+            text = conn.execute(sa.text("SELECT pg_get_functiondef('api_submit_job'::regproc)")).scalar_one()
+        indexes = {i["name"] for i in sa.inspect(engine).get_indexes("jobs")}
+        return "LIMIT p_max_active" in text, indexes & {"jobs_user_active_idx", "jobs_waiting_idx"}
+
+    both = {"jobs_user_active_idx", "jobs_waiting_idx"}
+    assert state() == (True, both)
+    downgrade(url, "0007")
+    assert state() == (False, set())
+    upgrade(url)
+    assert state() == (True, both)
+    engine.dispose()

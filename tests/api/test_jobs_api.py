@@ -359,3 +359,25 @@ def test_a_refused_submission_is_counted_once_and_refused_like_before(api):
     assert hits == 2
     with api.client(**{"X-API-Key": poor.key[:-2] + "xx"}) as http:
         assert error_of(http.post("/api/v1/jobs", json={**TINY, "width": "64"}))[:2] == (401, "invalid_api_key")
+
+
+def test_the_201s_queue_position_is_the_gets_and_the_waiting_jobs_ahead(api):
+    """api_submit_job()'s count (the 201) and JobPageReads' (the GET) name the same jobs: pending or
+    queued, with a smaller id; running, finished and later jobs are not ahead."""
+    user = make_account(api)
+    with api.engine.begin() as conn:
+        for status in ("pending", "queued", "running", "succeeded", "failed", "rejected", "canceled", "queued"):
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, status) VALUES ('someone else', 'x', :s)"),
+                         {"s": status})
+    with api.client(**user.headers) as http:
+        created = http.post("/api/v1/jobs", json=TINY)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        with api.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('someone else', 'behind it')"))
+            ahead = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('pending', 'queued') "
+                                         "AND id < :j"), {"j": job_id}).scalar_one()
+            finished = conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status NOT IN ('pending', 'queued') "
+                                            "AND id < :j"), {"j": job_id}).scalar_one()
+        assert ahead >= 3 and finished >= 5
+        assert created.json()["queue_position"] == http.get(f"/api/v1/jobs/{job_id}").json()["queue_position"] == ahead

@@ -18,6 +18,10 @@ metadata = sa.MetaData()
 STATUSES = ("pending", "queued", "running", "succeeded", "failed", "rejected", "canceled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "rejected", "canceled"})
 ACTIVE_STATUSES = frozenset({"queued", "running"})
+# What the active-jobs cap counts, and the jobs that have a queue position (the partial indexes of
+# migration 0008 are defined over exactly these).
+CAPPED_STATUSES = ("pending", "queued", "running")
+WAITING_STATUSES = ("pending", "queued")
 
 REQUEST_PARAMETERS = (
     "model",
@@ -95,6 +99,10 @@ sa.Index("jobs_pending_idx", jobs.c.id, postgresql_where=jobs.c.status == "pendi
 sa.Index("jobs_status_idx", jobs.c.status)
 sa.Index("jobs_created_at_idx", jobs.c.created_at)
 sa.Index("jobs_user_created_idx", jobs.c.user_id, jobs.c.created_at)
+# Migration 0008: what a submission's two counts read, the active-jobs cap (a user's jobs in
+# CAPPED_STATUSES) and the queue position (jobs in WAITING_STATUSES with a smaller id).
+sa.Index("jobs_user_active_idx", jobs.c.user_id, postgresql_where=jobs.c.status.in_(CAPPED_STATUSES))
+sa.Index("jobs_waiting_idx", jobs.c.id, postgresql_where=jobs.c.status.in_(WAITING_STATUSES))
 
 job_events = sa.Table(
     "job_events",

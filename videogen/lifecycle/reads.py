@@ -7,8 +7,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from videogen.db.schema import job_events, jobs
+from videogen.db.schema import WAITING_STATUSES, job_events, jobs
 from videogen.errors import JobNotFoundError
+
+
+def waiting_ahead(job_id: int) -> sa.Select:
+    """The number of jobs waiting ahead of ``job_id``: an index-only count over jobs_waiting_idx (migration
+    0008), as in api_submit_job(), which answers a submission's 201 with the same count."""
+    return sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status.in_(WAITING_STATUSES),
+                                                              jobs.c.id < job_id)
 
 
 class JobReads:
@@ -89,7 +96,6 @@ class JobPageReads:
             if row is None:
                 raise JobNotFoundError(f"job {job_id} does not exist")
             position = None
-            if row["status"] in ("pending", "queued"):
-                position = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
-                    jobs.c.status.in_(["pending", "queued"]), jobs.c.id < job_id)).scalar_one()
+            if row["status"] in WAITING_STATUSES:
+                position = conn.execute(waiting_ahead(job_id)).scalar_one()
         return dict(row), position
