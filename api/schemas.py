@@ -237,6 +237,7 @@ class UploadOut(BaseModel):
 class VoiceOut(BaseModel):
     name: str
     description: str
+    language: str = Field(description="BCP 47 tag of the language it speaks (empty when the registry does not say)")
     default: bool
 
 

@@ -66,4 +66,5 @@ def list_voices(principal: Caller, ctx: Context) -> VoicesOut:
     """The narration voices a storyboard may name."""
     voices = VoiceRegistry.from_file(ctx.settings.voice_registry_path)
     return VoicesOut(voices=[VoiceOut(name=name, description=voices.get(name).description,
-                                      default=name == voices.default_name) for name in voices.names()])
+                                      language=voices.get(name).language, default=name == voices.default_name)
+                             for name in voices.names()])

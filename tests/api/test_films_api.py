@@ -102,7 +102,9 @@ def test_an_audio_prompt_and_music_are_uploaded_checked_and_owned(api, user, tmp
         film = http.post("/api/v1/jobs", json={"prompt": "t", "storyboard": {**BOARD, "music": {"key": "videos/1/x.mp4"}}})
         assert error_of(film)[:2] == (422, "music_not_found")
         voices = http.get("/api/v1/voices").json()["voices"]
-        assert {"name": "slt", "description": "US English, female (flite, CMU SLT)", "default": True} in voices
+        assert {"name": "slt", "description": "US English, female (flite, CMU SLT)", "language": "en-US",
+                "default": True} in voices
+        assert {"name": "fr", "description": "French (espeak-ng)", "language": "fr", "default": False} in voices
 
 
 def test_a_storyboard_with_nan_is_422_not_a_server_error(api, user):

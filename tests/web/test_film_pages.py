@@ -265,6 +265,8 @@ def test_the_video_page_of_a_film_shows_its_scenes_thumbnails_and_subtitles(api,
         "subtitles", f"/api/v1/jobs/{job_id}/files/subtitles.vtt", "Subtitles")
     wait_until(lambda: page.evaluate("document.querySelector('#player track').readyState") == 2, 30,
                "the subtitles track to load")
+    # The narration's language (voice slt: US English), from GET /api/v1/voices.
+    wait_until(lambda: track.get_attribute("srclang") == "en-US", 30, "the track's srclang")
     cues = page.evaluate("[...document.querySelector('#player').textTracks[0].cues].map((c) => [c.startTime, c.text])")
     assert cues == [[0, "The fox wakes."], [2, "It runs."]]
     assert page.evaluate("document.querySelector('#player').textTracks[0].mode") == "showing"

@@ -7,7 +7,7 @@ voices come from the JSON file named by ``VIDEOGEN_VOICE_REGISTRY`` (a list of o
 of :class:`VoiceSpec`); the ``command`` engine runs any offline TTS program, e.g. a neural Piper
 voice::
 
-    [{"name": "amy", "engine": "command", "description": "Piper en_US amy (neural)",
+    [{"name": "amy", "engine": "command", "description": "Piper en_US amy (neural)", "language": "en-US",
       "command": ["piper", "--model", "/models/en_US-amy-medium.onnx", "--output_file", "{output}"]}]
 
 The text always reaches the engine through a file or stdin, never as an argument (a narration that
@@ -46,6 +46,7 @@ class VoiceSpec:
     words_per_minute: int | None = None  # espeak-ng's -s
     # engine "command": argv; "{output}" is replaced by the WAV path, the text arrives on stdin.
     command: Sequence[str] = field(default_factory=tuple)
+    language: str = ""  # BCP 47 tag of what it speaks ("en-US"): the subtitles' language in the player
 
     def argv(self, text_file: Path, output: Path) -> list[str]:
         if self.engine == "flite":
@@ -61,13 +62,13 @@ class VoiceSpec:
 BUILTIN_VOICES: dict[str, VoiceSpec] = {
     spec.name: spec
     for spec in (
-        VoiceSpec("slt", "flite", "slt", "US English, female (flite, CMU SLT)"),
-        VoiceSpec("rms", "flite", "rms", "US English, male (flite, CMU RMS)"),
-        VoiceSpec("awb", "flite", "awb", "Scottish English, male (flite, CMU AWB)"),
-        VoiceSpec("en-us", "espeak-ng", "en-us", "US English (espeak-ng)", words_per_minute=150),
-        VoiceSpec("fr", "espeak-ng", "fr", "French (espeak-ng)", words_per_minute=150),
-        VoiceSpec("de", "espeak-ng", "de", "German (espeak-ng)", words_per_minute=150),
-        VoiceSpec("es", "espeak-ng", "es", "Spanish (espeak-ng)", words_per_minute=150),
+        VoiceSpec("slt", "flite", "slt", "US English, female (flite, CMU SLT)", language="en-US"),
+        VoiceSpec("rms", "flite", "rms", "US English, male (flite, CMU RMS)", language="en-US"),
+        VoiceSpec("awb", "flite", "awb", "Scottish English, male (flite, CMU AWB)", language="en-GB"),
+        VoiceSpec("en-us", "espeak-ng", "en-us", "US English (espeak-ng)", words_per_minute=150, language="en-US"),
+        VoiceSpec("fr", "espeak-ng", "fr", "French (espeak-ng)", words_per_minute=150, language="fr"),
+        VoiceSpec("de", "espeak-ng", "de", "German (espeak-ng)", words_per_minute=150, language="de"),
+        VoiceSpec("es", "espeak-ng", "es", "Spanish (espeak-ng)", words_per_minute=150, language="es"),
     )
 }
 

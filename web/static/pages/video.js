@@ -49,8 +49,19 @@ function showSubtitles(job) {
     if (has) $(id).href = fileUrl(name);
   }
   if (has && !$("#player track")) {
-    $("#player").append(el("track", { kind: "subtitles", label: "Subtitles", src: fileUrl("subtitles.vtt"), default: true }));
+    const track = el("track", { kind: "subtitles", label: "Subtitles", src: fileUrl("subtitles.vtt"), default: true });
+    $("#player").append(track);
+    languageOf(board.voice).then((language) => { if (language) track.srclang = language; });
   }
+}
+
+// The language the narration's voice speaks (GET /api/v1/voices, read once): the subtitles' srclang.
+let voices = null;
+async function languageOf(name) {
+  voices ??= api("/api/v1/voices").then((r) => r.voices, () => []);
+  const list = await voices;
+  const voice = list.find((v) => (name ? v.name === name : v.default));
+  return voice ? voice.language : "";
 }
 
 function musicOf(board) {
