@@ -40,8 +40,8 @@ launcher → ops) with a DAGSTER_HOME of its own, and stops them by session at t
 
 Requests are spread round-robin over ``--users`` users (default 4 = the run queue's 4 slots), so the
 per-user limit of 2 runs does not throttle a backlog that a single user would see throttled by design.
-PostgreSQL: a server started per section (Dagster's storage reached over its Unix socket, as
-scripts/env.sh sets up the local instance), or VIDEOGEN_BENCH_ADMIN_URL (a URL whose role may create
+PostgreSQL: a server started per section (Dagster's storage reached through PgBouncer's Unix socket,
+as scripts/env.sh sets up the local instance), or VIDEOGEN_BENCH_ADMIN_URL (a URL whose role may create
 databases; everything over that URL). Run it on a quiet machine: orchestration, Ray and generation share its cores.
 """
 
@@ -188,28 +188,31 @@ def postgres(work: Path) -> Iterator[str]:
     if admin:
         yield admin
         return
-    from videogen.devtools.local_postgres import LocalPostgres
+    from videogen.devtools.local_postgres import LocalPostgres, bouncer_for
 
     server = LocalPostgres(work / "pg", free_port())
     server.start()
-    LOCAL_SERVERS[server.url("postgres")] = server
+    bouncer = bouncer_for(server)
+    bouncer.start()
+    LOCAL_SERVERS[server.url("postgres")] = bouncer
     try:
         yield server.url("postgres")
     finally:
         del LOCAL_SERVERS[server.url("postgres")]
+        bouncer.stop()
         server.stop()
 
 
-LOCAL_SERVERS: dict[str, Any] = {}  # admin URL → the LocalPostgres this benchmark started
+LOCAL_SERVERS: dict[str, Any] = {}  # admin URL → the PgBouncer in front of the server this benchmark started
 
 
 def dagster_storage_url(admin_url: str, url: str) -> str:
-    """Dagster's storage over the server's Unix socket when the server is this benchmark's own, as
+    """Dagster's storage through PgBouncer's Unix socket when the server is this benchmark's own, as
     scripts/env.sh sets up the local instance (Dagster connects afresh for every query)."""
     from sqlalchemy.engine import make_url
 
-    server = LOCAL_SERVERS.get(admin_url)
-    return server.socket_url(make_url(url).database) if server is not None else url
+    bouncer = LOCAL_SERVERS.get(admin_url)
+    return bouncer.socket_url(make_url(url).database) if bouncer is not None else url
 
 
 def create_database(admin_url: str, *, migrate: bool) -> str:
@@ -515,7 +518,8 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
         sessions_before = p.dagster_sessions()
         rows = p.wait_final(ids, max(900, 15 * m), "the tiny backlog", poll_s=0.5, on_poll=sample)
         sessions = p.dagster_sessions() - sessions_before
-        transport = "the Unix socket" if "@/" in p.dagster_url else "TCP"
+        transport = ("PgBouncer's Unix socket, which reuses server sessions" if "-pgbouncer" in p.dagster_url
+                     else "the Unix socket" if "@/" in p.dagster_url else "TCP")
         records = serve.requests_for(ids)
         run_records = p.instance.get_run_records(RunsFilter(run_ids=[r["run_id"] for r in rows]))
     wall = end_to_end(rows)
@@ -531,7 +535,7 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
         f"ratio {wall / m / reference:5.2f}",
         f"       of which the replica's pipeline call: median {denoise:5.3f} s; the replica was busy "
         f"{union_length(replica) / wall:5.1%} of the drain",
-        f"       connections opened to Dagster's database per job: {sessions / m:5.1f} (dagster-postgres "
+        f"       server sessions opened on Dagster's database per job: {sessions / m:5.1f} (dagster-postgres "
         f"connects for every query; over {transport})",
     ]
     executing = [(r.start_time, r.end_time) for r in run_records if r.start_time and r.end_time]

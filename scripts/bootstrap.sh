@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in postgresql ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager flite espeak-ng \
+for pkg in postgresql pgbouncer ffmpeg libpostgresql-jdbc-java chromium prometheus prometheus-alertmanager flite espeak-ng \
            fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -10,10 +10,11 @@ if [ -z "${DATABASE_URL:-}" ]; then
   DATABASE_URL=$("$repo_root/.venv/bin/python" -m videogen.devtools.local_postgres start \
       --datadir "$VIDEOGEN_HOME/pgdata" --port "$port")
   export DATABASE_URL
-  # Dagster's storage over the server's Unix socket: it connects afresh for every query (~160 per
-  # run), and a socket connection skips TCP and the password exchange (local_postgres.socket_url).
+  # Dagster's storage through PgBouncer's Unix socket: Dagster connects afresh for every query (~160
+  # per run); PgBouncer reuses server connections, so PostgreSQL does not fork a backend for each
+  # (local_postgres.LocalPgBouncer), and a socket skips TCP and the password exchange.
   export DAGSTER_PG_URL=${DAGSTER_PG_URL:-$("$repo_root/.venv/bin/python" -m videogen.devtools.local_postgres start \
-      --datadir "$VIDEOGEN_HOME/pgdata" --port "$port" --database dagster --socket)}
+      --datadir "$VIDEOGEN_HOME/pgdata" --port "$port" --database dagster --pooled)}
 fi
 # Dagster's storage lives in its own database on the same server unless told otherwise.
 if [ -z "${DAGSTER_PG_URL:-}" ]; then

@@ -26,7 +26,8 @@ def env_script_home():
     try:
         yield home
     finally:
-        if (home / "pgdata" / "postmaster.pid").exists():  # pg_ctl stop, by data directory (not by name)
+        if (home / "pgdata" / "postmaster.pid").exists():  # pg_ctl stop, by data directory (not by name), and
+            # PgBouncer by its pidfile
             subprocess.run([sys.executable, "-m", "videogen.devtools.local_postgres", "stop",
                             "--datadir", str(home / "pgdata")], cwd=REPO, check=True, timeout=120)
         shutil.rmtree(home, ignore_errors=True)
@@ -76,13 +77,21 @@ def test_sourced_env_gives_a_libpq_database_url_that_psql_and_the_code_accept(en
     # create_engine as is, and SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3.
     from dagster_postgres.utils import create_pg_engine
 
-    # Over the project-local server's Unix socket (Dagster connects afresh for every query).
-    socket_dir = quote(str(env_script_home / "pgdata"), safe="")
+    # Through PgBouncer's Unix socket next to the project-local server (Dagster connects afresh for
+    # every query): consecutive connections are served by the same PostgreSQL backend, and session
+    # state set on one does not leak into the next (DISCARD ALL).
+    socket_dir = quote(str(env_script_home / "pgdata-pgbouncer"), safe="")
     assert dagster_url == f"postgresql+psycopg2://videogen@/dagster?host={socket_dir}&port={port}"
-    dagster_engine = create_pg_engine(dagster_url)
-    with dagster_engine.connect() as conn:
-        assert conn.execute(sa.text("select current_database()")).scalar_one() == "dagster"
+    dagster_engine = create_pg_engine(dagster_url)  # NullPool, as Dagster's storage makes it
+    backends, timeouts = set(), []
+    for _ in range(3):
+        with dagster_engine.connect() as conn:
+            assert conn.execute(sa.text("select current_database()")).scalar_one() == "dagster"
+            backends.add(conn.execute(sa.text("select pg_backend_pid()")).scalar_one())
+            timeouts.append(conn.execute(sa.text("show statement_timeout")).scalar_one())
+            conn.execute(sa.text("set statement_timeout = 12345"))
     dagster_engine.dispose()
+    assert len(backends) == 1 and timeouts == ["0", "0", "0"], (backends, timeouts)
 
 
 def test_dagster_url_from_a_given_libpq_database_url_keeps_its_options(tmp_path):
