@@ -6,8 +6,9 @@
 
 Starts its own PostgreSQL (or uses VIDEOGEN_BENCH_ADMIN_URL, a URL whose role may create databases),
 a migrated application database, ``videogen serve-api --workers N`` (default: one per CPU) and the real
-Dagster daemon (``dagster-daemon run -w workspace.yaml``) on a database and DAGSTER_HOME of its own,
-each in a session of its own, stopped by session at the end. The daemon's dagster.yaml is the
+Dagster daemon (``dagster-daemon run -w workspace.yaml``) on a database and DAGSTER_HOME of its own
+(its storage through PgBouncer in front of our own server, as scripts/env.sh sets up; PgBouncer's CPU
+counts as PostgreSQL's), each in a session of its own, stopped by session at the end. The daemon's dagster.yaml is the
 project's with one change: ``max_concurrent_runs: 0``. The pending-jobs sensor then does all its real
 work on every submitted row (reads the pending rows, creates one Dagster run and partition per row,
 marks the row ``queued``), but the run queue launches nothing, so no generation runs: in production the
@@ -196,15 +197,24 @@ class CpuMeter:
 class Postgres:
     admin_url: str
     datadir: Path | None  # None: an external server (no CPU accounting)
+    bouncer: Any = None  # the PgBouncer in front of our own server, for Dagster's storage (as scripts/env.sh)
 
     def pids(self) -> list[int]:
+        """The server's processes and PgBouncer's (PostgreSQL's CPU group)."""
         if self.datadir is None:
             return []
         try:
             leader = int((self.datadir / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return []
-        return [leader, *descendants(leader)]
+        bouncer = self.bouncer.pid() if self.bouncer is not None else None
+        return [leader, *descendants(leader), *([bouncer] if bouncer else [])]
+
+    def dagster_url(self, url: str) -> str:
+        """Dagster's storage through PgBouncer when the server is our own."""
+        from sqlalchemy.engine import make_url
+
+        return self.bouncer.socket_url(make_url(url).database) if self.bouncer is not None else url
 
 
 @contextlib.contextmanager
@@ -214,13 +224,16 @@ def postgres(work: Path) -> Iterator[Postgres]:
         yield Postgres(admin, None)
         return
     from tests.conftest import free_port
-    from videogen.devtools.local_postgres import LocalPostgres
+    from videogen.devtools.local_postgres import LocalPostgres, bouncer_for
 
     server = LocalPostgres(work / "pg", free_port())
     server.start()
+    bouncer = bouncer_for(server)
+    bouncer.start()
     try:
-        yield Postgres(server.url("postgres"), server.datadir)
+        yield Postgres(server.url("postgres"), server.datadir, bouncer)
     finally:
+        bouncer.stop()
         server.stop()
 
 
@@ -275,7 +288,7 @@ def api_server(app_url: str, work: Path, workers: int, extra_env: dict[str, str]
 
 
 @contextlib.contextmanager
-def dagster_daemon(admin_url: str, app_url: str, work: Path) -> Iterator[Service]:
+def dagster_daemon(pg: Postgres, app_url: str, work: Path) -> Iterator[Service]:
     import dagster as dg
     import yaml
 
@@ -284,7 +297,7 @@ def dagster_daemon(admin_url: str, app_url: str, work: Path) -> Iterator[Service
     config = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
     config["concurrency"]["runs"]["max_concurrent_runs"] = 0  # the sensor runs; the run queue launches nothing
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    dagster_url = create_database(admin_url, migrate=False)
+    dagster_url = pg.dagster_url(create_database(pg.admin_url, migrate=False))
     env = {**base_env(work), "DATABASE_URL": app_url, "DAGSTER_PG_URL": dagster_url, "DAGSTER_HOME": str(home)}
     # Dagster's tables made before the daemon and its code server start (as serving_benchmark does).
     previous = os.environ.get("DAGSTER_PG_URL")
@@ -942,7 +955,7 @@ def main() -> int:
         stack.callback(engine.dispose)
         per_user = math.ceil((args.runs + 1) * args.requests * 2 / args.users) + 10
         users = make_users(engine, args.users + 1, str(per_user))  # a tiny job costs 0.1475: far more than enough
-        daemon = None if args.no_daemon else stack.enter_context(dagster_daemon(pg.admin_url, app_url, work))
+        daemon = None if args.no_daemon else stack.enter_context(dagster_daemon(pg, app_url, work))
         api = stack.enter_context(api_server(app_url, work, args.workers))
         groups = {"API": api.pids, "PostgreSQL": pg.pids}
         if daemon is not None:
