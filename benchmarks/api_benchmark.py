@@ -229,8 +229,8 @@ def postgres(work: Path) -> Iterator[Postgres]:
     server = LocalPostgres(work / "pg", free_port())
     server.start()
     bouncer = bouncer_for(server)
-    bouncer.start()
     try:
+        bouncer.start()
         yield Postgres(server.url("postgres"), server.datadir, bouncer)
     finally:
         bouncer.stop()

@@ -193,12 +193,12 @@ def postgres(work: Path) -> Iterator[str]:
     server = LocalPostgres(work / "pg", free_port())
     server.start()
     bouncer = bouncer_for(server)
-    bouncer.start()
-    LOCAL_SERVERS[server.url("postgres")] = bouncer
     try:
+        bouncer.start()
+        LOCAL_SERVERS[server.url("postgres")] = bouncer
         yield server.url("postgres")
     finally:
-        del LOCAL_SERVERS[server.url("postgres")]
+        LOCAL_SERVERS.pop(server.url("postgres"), None)
         bouncer.stop()
         server.stop()
 

@@ -122,6 +122,7 @@ def test_load_settings_reads_os_environ_by_default_and_only_the_mapping_otherwis
         ({"VIDEOGEN_HEARTBEAT_TIMEOUT_S": "0"}, "VIDEOGEN_HEARTBEAT_TIMEOUT_S: Input should be greater than 0"),
         ({"VIDEOGEN_SENSOR_BATCH_SIZE": "0"}, "VIDEOGEN_SENSOR_BATCH_SIZE: Input should be greater than or equal to 1"),
         ({"VIDEOGEN_SENSOR_WAIT_S": "-1"}, "VIDEOGEN_SENSOR_WAIT_S: Input should be greater than or equal to 0, got '-1'"),
+        ({"VIDEOGEN_SENSOR_WAIT_S": "5"}, "VIDEOGEN_SENSOR_WAIT_S: Input should be less than 5, got '5'"),
         ({"VIDEOGEN_SENSOR_POLL_S": "0"}, "VIDEOGEN_SENSOR_POLL_S: Input should be greater than 0, got '0'"),
         ({"VIDEOGEN_PIPELINE_CACHE_SIZE": "0"}, "VIDEOGEN_PIPELINE_CACHE_SIZE: Input should be greater than or equal to 1"),
         ({"VIDEOGEN_PRESIGN_EXPIRY_S": "999999"}, "VIDEOGEN_PRESIGN_EXPIRY_S: expires_s must be an integer from 1 to 604800"),

@@ -124,3 +124,27 @@ def test_a_port_taken_by_another_program_is_named_with_the_fix(env_script_home):
     assert result.returncode != 0 and "started" not in result.stdout
     assert f"error: port {port} on 127.0.0.1 is in use by another program" in result.stderr
     assert "VIDEOGEN_PG_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_stale_pgbouncer_pidfile_naming_another_process_is_not_trusted(env_script_home):
+    """After a crash or a reboot the pidfile may name a pid another program has since been given:
+    PgBouncer is then started (not taken as running), and stop never signals that program."""
+    from sqlalchemy.pool import NullPool
+
+    from videogen.devtools.local_postgres import LocalPostgres, bouncer_for
+
+    server = LocalPostgres(env_script_home / "pgdata", free_port())
+    server.start()
+    bouncer = bouncer_for(server)
+    bouncer.rundir.mkdir(parents=True)
+    bouncer.pidfile.write_text(f"{os.getpid()}\n")  # this test's own process, as a reused pid would be
+    assert bouncer.pid() is None and not bouncer.is_running()
+    bouncer.stop()  # a SIGTERM to the pid in the file would end this test here
+    bouncer.start()
+    assert bouncer.is_running() and bouncer.pid() not in (None, os.getpid())
+    engine = sa.create_engine(bouncer.socket_url("videogen"), poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select current_database()")).scalar_one() == "videogen"
+    engine.dispose()
+    bouncer.stop()
+    assert bouncer.pid() is None

@@ -81,6 +81,17 @@ def test_corrupt_bytes_inside_the_stream_fail_with_qa_undecodable(tmp_path):
     assert "decodes: decoding failed: Invalid data found when processing input after " in error.message
 
 
+def test_a_file_cut_right_after_its_header_fails_with_qa_undecodable(tmp_path):
+    """moov first (faststart), then nothing: the stream has no picture format to decode with."""
+    fast = tmp_path / "fast.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clip(tmp_path, noise(17))), "-c", "copy",
+                    "-movflags", "+faststart", str(fast)], check=True)
+    data = fast.read_bytes()
+    error = failure(data[: data.find(b"mdat") + 4], expect(17))
+    assert error.code == "qa_undecodable"
+    assert "decodes: the file cannot be read as a video (no decodable picture: " in error.message
+
+
 def test_the_gates_read_a_file_or_its_bytes_alike(tmp_path):
     path = clip(tmp_path, noise(17))
     from_path, from_bytes = qa.check_output(path, expect(17)), qa.check_output(path.read_bytes(), expect(17))

@@ -250,7 +250,7 @@ class Settings(BaseSettings):
                                   default=200, ge=1)
     sensor_wait_s: float = _var("VIDEOGEN_SENSOR_WAIT_S", "how long a sensor tick that found nothing to launch "
                                 "keeps watching for a pending row, seconds from the tick's start (below the "
-                                "daemon's 5 s sensor loop; 0: return at once)", default=4.0, ge=0, le=50)
+                                "daemon's 5 s sensor loop; 0: return at once)", default=4.0, ge=0, lt=5)
     sensor_poll_s: float = _var("VIDEOGEN_SENSOR_POLL_S", "how often that watching tick looks for a pending row, "
                                 "seconds", default=0.1, gt=0, le=5)
     # Output QA gates (videogen.qa)

@@ -205,32 +205,39 @@ def _scan(source: str | Path | bytes, expected: Expectations) -> _Scan:
             scan.error = "no video stream"
             return scan
         video = container.streams.video[0]
-        scan.video = {"codec": video.codec_context.codec.canonical_name, "width": video.codec_context.width,
-                      "height": video.codec_context.height, "fps": float(video.base_rate or 0)}
         audio = container.streams.audio[0] if container.streams.audio else None
-        scan.audio_codec = audio.codec_context.codec.canonical_name if audio is not None else None
-        frame = 1 / expected.fps
-        # blackdetect and freezedetect tag the frame where a run starts and the frame where it ends.
-        detectors = _Detectors(video, [("blackdetect", f"d={frame:.6f}:pix_th={BLACK_PIXEL_THRESHOLD}"),
-                                       ("freezedetect", f"n={FREEZE_NOISE_DB}dB:d={frame:.6f}")])
-        meter = (_Detectors(audio, [("ebur128", "peak=sample:metadata=1")])
-                 if audio is not None and expected.audio_lufs is not None else None)
+        try:
+            detectors, meter = _open_detectors(scan, video, audio, expected)
+        except (av.error.FFmpegError, ValueError, AttributeError) as error:
+            # No decoder for the stream, or no picture format or size to build the filters with (a
+            # file cut right after its header, a track without samples).
+            scan.video = None
+            scan.error = f"no decodable picture: {_reason(error)}"
+            return scan
         streams = [video] + ([audio] if meter is not None else [])
         try:
             for packet in container.demux(*streams):
                 for decoded in packet.decode():
                     if packet.stream is video:
                         scan.frames += 1
+                        if decoded.is_corrupt and scan.error is None:
+                            # The decoder concealed damage (missing references, broken slices).
+                            scan.error = f"frame {scan.frames} is damaged"
                         detectors.push(decoded)
                     else:
                         meter.push(decoded)
+        except av.error.FFmpegError as error:
+            scan.error = f"{_reason(error)} after {scan.frames} frames"
+        try:  # close the runs still open, also after an error (else they would look endless)
             detectors.push(None)
             if meter is not None:
                 meter.push(None)
-        except av.error.FFmpegError as error:
-            scan.error = f"{_reason(error)} after {scan.frames} frames"
-    scan.black = _runs(detectors.tags, "lavfi.black_start", "lavfi.black_end")
-    scan.freezes = _runs(detectors.tags, "lavfi.freezedetect.freeze_start", "lavfi.freezedetect.freeze_end")
+        except av.error.FFmpegError:
+            pass
+    # Tag times are the stream's; the ffmpeg program counted from the first frame, and so do the gates.
+    origin = detectors.first_time or 0.0
+    scan.black = _runs(detectors.tags, "lavfi.black_start", "lavfi.black_end", origin)
+    scan.freezes = _runs(detectors.tags, "lavfi.freezedetect.freeze_start", "lavfi.freezedetect.freeze_end", origin)
     if meter is not None and meter.tags:
         last = meter.tags[-1]  # ebur128 tags every frame with the loudness measured up to it
         if "lavfi.r128.I" in last:
@@ -239,6 +246,21 @@ def _scan(source: str | Path | bytes, expected: Expectations) -> _Scan:
             peak = float(last["lavfi.r128.sample_peak"])  # linear, 1.0 is full scale
             scan.peak_dbfs = round(20 * math.log10(peak), 2) if peak > 0 else -math.inf
     return scan
+
+
+def _open_detectors(scan: _Scan, video: Any, audio: Any, expected: Expectations) -> tuple["_Detectors", "_Detectors | None"]:
+    """Read the streams' facts into ``scan`` and build the filter graphs; raises when the video stream
+    has no decoder or no picture format."""
+    scan.video = {"codec": video.codec_context.codec.canonical_name, "width": video.codec_context.width,
+                  "height": video.codec_context.height, "fps": float(video.base_rate or 0)}
+    scan.audio_codec = audio.codec_context.codec.canonical_name if audio is not None else None
+    frame = 1 / expected.fps
+    # blackdetect and freezedetect tag the frame where a run starts and the frame where it ends.
+    detectors = _Detectors(video, [("blackdetect", f"d={frame:.6f}:pix_th={BLACK_PIXEL_THRESHOLD}"),
+                                   ("freezedetect", f"n={FREEZE_NOISE_DB}dB:d={frame:.6f}")])
+    meter = (_Detectors(audio, [("ebur128", "peak=sample:metadata=1")])
+             if audio is not None and expected.audio_lufs is not None else None)
+    return detectors, meter
 
 
 class _Detectors:
@@ -255,9 +277,12 @@ class _Detectors:
             upstream.link_to(downstream)
         self.graph.configure()
         self.tags: list[dict[str, str]] = []
+        self.first_time: float | None = None  # the first frame's time in the stream, seconds
 
     def push(self, frame: Any) -> None:
         """Feed a frame (None: the end of the stream) and collect what comes out."""
+        if frame is not None and self.first_time is None and frame.time is not None:
+            self.first_time = float(frame.time)
         self.graph.push(frame)
         while True:
             try:
@@ -268,16 +293,18 @@ class _Detectors:
                 self.tags.append(dict(out.metadata))
 
 
-def _runs(tags: list[dict[str, str]], start_key: str, end_key: str) -> list[tuple[float, float | None]]:
-    """(start, end) runs from the start and end tags, read in the order the filter set them."""
+def _runs(tags: list[dict[str, str]], start_key: str, end_key: str,
+          origin: float = 0.0) -> list[tuple[float, float | None]]:
+    """(start, end) runs from the start and end tags, read in the order the filter set them, in
+    seconds from ``origin`` (the first frame's time)."""
     runs: list[tuple[float, float | None]] = []
     start = None
     for metadata in tags:
         for key, value in metadata.items():
             if key == start_key:
-                start = float(value)
+                start = float(value) - origin
             elif key == end_key and start is not None:
-                runs.append((start, float(value)))
+                runs.append((start, float(value) - origin))
                 start = None
     if start is not None:  # the run reaches the end of the stream: no frame after it carries an end
         runs.append((start, None))

@@ -58,7 +58,7 @@ function showSubtitles(job) {
 // The language the narration's voice speaks (GET /api/v1/voices, read once): the subtitles' srclang.
 let voices = null;
 async function languageOf(name) {
-  voices ??= api("/api/v1/voices").then((r) => r.voices, () => []);
+  voices ??= api("/api/v1/voices", { background: true }).then((r) => r.voices, () => []);
   const list = await voices;
   const voice = list.find((v) => (name ? v.name === name : v.default));
   return voice ? voice.language : "";
