@@ -114,3 +114,35 @@ export async function uploadAudio(file, kind) {
   const uploaded = await api("/api/v1/uploads", { method: "POST", query: { kind }, body: file, contentType: type });
   return uploaded.key;
 }
+
+// The file chosen in `input`, uploaded at once (uploadAudio). `state` ({ file, key, error, upload })
+// follows it: `upload` is the pending promise of the latest choice, so an answer for a file chosen
+// before is dropped. `field` is the selector prefix of the field's #…-status and #…-error elements;
+// `ready(file)` is the status once uploaded, then `onReady()` runs. Returns the chosen file (or null).
+export function uploadChosenFile(input, kind, state, { field, ready, onReady }) {
+  const file = input.files[0] || null;
+  const status = `#${field}-status`;
+  const problem = `#${field}-error`;
+  Object.assign(state, { file, key: null, error: "", upload: null });
+  setText(problem, "");
+  setText(status, "");
+  input.removeAttribute("aria-invalid");
+  if (!file) return null;
+  setText(status, `Uploading ${file.name}…`);
+  const upload = uploadAudio(file, kind).then((key) => {
+    if (state.upload !== upload) return null;  // another file was chosen meanwhile
+    state.key = key;
+    setText(status, ready(file));
+    onReady();
+    return key;
+  }, (error) => {
+    if (state.upload !== upload) return null;
+    state.error = error.message;
+    setText(status, "");
+    setText(problem, error.message);
+    input.setAttribute("aria-invalid", "true");
+    return null;
+  });
+  state.upload = upload;
+  return file;
+}

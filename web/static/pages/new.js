@@ -1,5 +1,5 @@
 import { $, ApiError, clearErrors, page, setText, showError } from "../app.js";
-import { loadCatalog, parameters, priceAsYouType, submitChecked, uploadAudio } from "../job_form.js";
+import { loadCatalog, parameters, priceAsYouType, submitChecked, uploadChosenFile } from "../job_form.js";
 
 const FIELDS = ["prompt", "negative_prompt", "model", "width", "height", "num_frames", "fps", "steps",
   "guidance_scale", "seed", "quality_preset"];
@@ -18,36 +18,13 @@ function draft(form) {
 }
 
 function chooseRecording(form, price) {
-  const input = form.audio_prompt;
-  const file = input.files[0] || null;
-  spoken.file = file;
-  spoken.key = null;
-  spoken.error = "";
-  setText("#audio_prompt-error", "");
-  setText("#audio_prompt-status", "");
-  input.removeAttribute("aria-invalid");
+  const file = uploadChosenFile(form.audio_prompt, "audio_prompt", spoken, {
+    field: "audio_prompt",
+    ready: (chosen) => `${chosen.name} is ready: its words become the prompt.`,
+    onReady: () => price.changed(),  // the price of the spoken prompt
+  });
   form.prompt.disabled = Boolean(file);  // one prompt: the recording's words replace the typed ones
   $("#audio_prompt-clear").hidden = !file;
-  if (!file) {
-    spoken.upload = null;
-    return;
-  }
-  setText("#audio_prompt-status", `Uploading ${file.name}…`);
-  const upload = uploadAudio(file, "audio_prompt").then((key) => {
-    if (spoken.upload !== upload) return null;  // another file was chosen meanwhile
-    spoken.key = key;
-    setText("#audio_prompt-status", `${file.name} is ready: its words become the prompt.`);
-    price.changed();  // the price of the spoken prompt
-    return key;
-  }, (error) => {
-    if (spoken.upload !== upload) return null;
-    spoken.error = error.message;
-    setText("#audio_prompt-status", "");
-    setText("#audio_prompt-error", error.message);
-    input.setAttribute("aria-invalid", "true");
-    return null;
-  });
-  spoken.upload = upload;
 }
 
 page(async (visitor) => {

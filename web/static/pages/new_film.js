@@ -1,5 +1,5 @@
 import { $, ApiError, api, clearErrors, el, page, setText, showError } from "../app.js";
-import { loadCatalog, parameters, priceAsYouType, submitChecked, uploadAudio } from "../job_form.js";
+import { loadCatalog, parameters, priceAsYouType, submitChecked, uploadChosenFile } from "../job_form.js";
 
 // The job's own parameters: every scene's defaults. No num_frames: a film's frames come from its scenes.
 const FIELDS = ["prompt", "negative_prompt", "model", "width", "height", "fps", "steps", "guidance_scale", "seed",
@@ -82,29 +82,11 @@ function draft(form) {
 }
 
 function chooseMusicFile(form, price) {
-  const input = form.elements.namedItem("storyboard.music.key");
-  const file = input.files[0] || null;
-  Object.assign(music, { file, key: null, error: "", upload: null });
-  setText("#storyboard\\.music\\.key-error", "");
-  setText("#storyboard\\.music\\.key-status", "");
-  input.removeAttribute("aria-invalid");
-  if (!file) return;
-  setText("#storyboard\\.music\\.key-status", `Uploading ${file.name}…`);
-  const upload = uploadAudio(file, "music").then((key) => {
-    if (music.upload !== upload) return null;  // another file was chosen meanwhile
-    music.key = key;
-    setText("#storyboard\\.music\\.key-status", `${file.name} is ready.`);
-    price.changed();
-    return key;
-  }, (error) => {
-    if (music.upload !== upload) return null;
-    music.error = error.message;
-    setText("#storyboard\\.music\\.key-status", "");
-    setText("#storyboard\\.music\\.key-error", error.message);
-    input.setAttribute("aria-invalid", "true");
-    return null;
+  uploadChosenFile(form.elements.namedItem("storyboard.music.key"), "music", music, {
+    field: "storyboard\\.music\\.key",
+    ready: (chosen) => `${chosen.name} is ready.`,
+    onReady: () => price.changed(),
   });
-  music.upload = upload;
 }
 
 page(async (visitor) => {
