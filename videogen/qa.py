@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
-
 from videogen.errors import VideogenError
 
 DEFAULT_BLACK_MAX_S = 1.0
@@ -194,6 +192,8 @@ class _Scan:
 
 def _scan(source: str | Path | bytes, expected: Expectations) -> _Scan:
     """One decode of the whole file through the detectors, frame by frame."""
+    import av  # here, not at import: the code location, the API and every run worker import this module
+
     scan = _Scan()
     try:
         container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
@@ -268,6 +268,9 @@ class _Detectors:
     ``tags`` collects the metadata the filters attach to the frames that come out, in order."""
 
     def __init__(self, stream: Any, filters: list[tuple[str, str]]) -> None:
+        import av
+
+        self._drained = (av.error.BlockingIOError, av.error.EOFError)  # the graph has nothing more for now
         self.graph = av.filter.Graph()
         audio = stream.type == "audio"
         nodes = [self.graph.add_abuffer(template=stream) if audio else self.graph.add_buffer(template=stream)]
@@ -287,7 +290,7 @@ class _Detectors:
         while True:
             try:
                 out = self.graph.pull()
-            except (av.error.BlockingIOError, av.error.EOFError):
+            except self._drained:
                 return
             if out.metadata:
                 self.tags.append(dict(out.metadata))
