@@ -76,6 +76,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from videogen.config import load_settings
 from videogen.devtools.processes import (
     descendants,
     session_members,
@@ -312,7 +313,8 @@ def dagster_daemon(pg: Postgres, app_url: str, work: Path) -> Iterator[Service]:
     log = work / "daemon.log"
     with open(log, "wb") as out:
         process = start_in_new_session([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                                        str(REPO / "workspace.yaml")], log=out, cwd=REPO, env=env)
+                                        str(REPO / "workspace.yaml")], log=out, cwd=REPO, env=env,
+                                       nice=load_settings().orchestration_nice)
     try:
         yield Service(process, log)
     finally:

@@ -70,6 +70,7 @@ from typing import Any, Self
 import requests
 import sqlalchemy as sa
 
+from videogen.config import load_settings
 from videogen.db.schema import TERMINAL_STATUSES, job_events, jobs
 from videogen.devtools.processes import (
     session_members,
@@ -351,7 +352,8 @@ def platform(admin_url: str, work: Path, *, serve: Serve | None, users: int) -> 
     log = work / "daemon.log"
     with open(log, "wb") as out:
         daemon = start_in_new_session([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                                       str(REPO / "workspace.yaml")], log=out, cwd=REPO, env=env)
+                                       str(REPO / "workspace.yaml")], log=out, cwd=REPO, env=env,
+                                       nice=load_settings().orchestration_nice)
     engine = sa.create_engine(app_url)
     try:
         yield Platform(daemon, engine, instance, log, users, serve, dagster_url)

@@ -40,7 +40,7 @@ def test_defaults_without_any_variable():
         "auto", False, False, "")
     assert settings.retry_delays_s == (5.0, 15.0, 45.0)
     assert (settings.heartbeat_timeout_s, settings.retention_days, settings.sensor_batch_size) == (90.0, 30, 200)
-    assert (settings.sensor_wait_s, settings.sensor_poll_s) == (4.0, 0.1)
+    assert (settings.sensor_wait_s, settings.sensor_poll_s, settings.orchestration_nice) == (4.0, 0.1, 10)
     assert settings.pipeline_cache_size == 1
     assert (settings.spark_master, settings.spark_app_name, settings.jdbc_jar) == (
         "local[*]", "videogen-kpis", "/usr/share/java/postgresql.jar")
@@ -124,6 +124,10 @@ def test_load_settings_reads_os_environ_by_default_and_only_the_mapping_otherwis
         ({"VIDEOGEN_SENSOR_WAIT_S": "-1"}, "VIDEOGEN_SENSOR_WAIT_S: Input should be greater than or equal to 0, got '-1'"),
         ({"VIDEOGEN_SENSOR_WAIT_S": "5"}, "VIDEOGEN_SENSOR_WAIT_S: Input should be less than 5, got '5'"),
         ({"VIDEOGEN_SENSOR_POLL_S": "0"}, "VIDEOGEN_SENSOR_POLL_S: Input should be greater than 0, got '0'"),
+        ({"VIDEOGEN_ORCHESTRATION_NICE": "20"},
+         "VIDEOGEN_ORCHESTRATION_NICE: Input should be less than or equal to 19, got '20'"),
+        ({"VIDEOGEN_ORCHESTRATION_NICE": "-5"},
+         "VIDEOGEN_ORCHESTRATION_NICE: Input should be greater than or equal to 0, got '-5'"),
         ({"VIDEOGEN_PIPELINE_CACHE_SIZE": "0"}, "VIDEOGEN_PIPELINE_CACHE_SIZE: Input should be greater than or equal to 1"),
         ({"VIDEOGEN_PRESIGN_EXPIRY_S": "999999"}, "VIDEOGEN_PRESIGN_EXPIRY_S: expires_s must be an integer from 1 to 604800"),
         ({"VIDEOGEN_BUCKET": "Jobs_Outputs"}, "VIDEOGEN_BUCKET: invalid bucket name 'Jobs_Outputs'"),

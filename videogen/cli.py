@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_models = sub.add_parser("serve-models", help="run the generation service (local Ray Serve) until stopped")
     serve_models.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve_models.add_argument("--port", default=None, help="HTTP port (default VIDEOGEN_SERVE_PORT, 8700)")
-    serve_models.add_argument("--num-cpus", default=None, help="CPUs of the local Ray instance and the replica (default VIDEOGEN_SERVE_NUM_CPUS, 1)")
+    serve_models.add_argument("--num-cpus", default=None, help="CPUs of the local Ray instance and the replica (default VIDEOGEN_SERVE_NUM_CPUS, 2)")
     serve_models.set_defaults(func=cmd_serve_models, json=False)
 
     serve_api = sub.add_parser("serve-api", help="run the HTTP API (uvicorn) until stopped")

@@ -203,10 +203,11 @@ class Settings(BaseSettings):
                                  default=None)
     serve_port: int = _var("VIDEOGEN_SERVE_PORT", "port of the local Serve app started by videogen serve-models",
                            default=8700, ge=1, le=65535)
-    # 1 on a 2-core machine: the replica's torch threads follow it, and two threads sharing the cores
-    # with the run workers made each generation 1.4x slower than one thread (benchmarks/serving_benchmark).
+    # The replica's torch threads follow it. Two on a 2-core machine now that the orchestration runs
+    # below it (VIDEOGEN_ORCHESTRATION_NICE): before, the daemon's session had an equal share of the
+    # cores, and two threads sharing them with the run workers were slower than one.
     serve_num_cpus: int = _var("VIDEOGEN_SERVE_NUM_CPUS", "CPUs (and torch threads) of the local Serve replica",
-                               default=1, ge=1)
+                               default=2, ge=1)
     serve_max_models_per_replica: int = _var("VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA",
                                              "models a replica keeps loaded (least recently used unloaded)",
                                              default=2, ge=1)
@@ -253,6 +254,11 @@ class Settings(BaseSettings):
                                 "daemon's 5 s sensor loop; 0: return at once)", default=4.0, ge=0, lt=5)
     sensor_poll_s: float = _var("VIDEOGEN_SENSOR_POLL_S", "how often that watching tick looks for a pending row, "
                                 "seconds", default=0.1, gt=0, le=5)
+    # On one machine the daemon, its code server and the run workers compete for the cores with the
+    # Serve replica (the generator) and the API; below them, they catch up when those are idle.
+    orchestration_nice: int = _var("VIDEOGEN_ORCHESTRATION_NICE", "CPU niceness of the Dagster daemon's session (code "
+                                   "server, run workers) when the main job or a benchmark starts it on one machine "
+                                   "(0: as the generation service and the API; 19: lowest)", default=10, ge=0, le=19)
     # Output QA gates (videogen.qa)
     qa_black_max_s: float = _var("VIDEOGEN_QA_BLACK_MAX_S", "longest run of black frames an output may hold, seconds",
                                  default=1.0, gt=0)

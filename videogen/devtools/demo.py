@@ -47,14 +47,15 @@ DEMO_EMAIL = "demo@videogen.example"
 DEMO_CREDITS = Decimal("100")
 
 
-def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_daemon(repo_root: Path, log_path: Path, env: dict[str, str] | None = None, *,
+                 nice: int = 0) -> subprocess.Popen:
     """The daemon in a session of its own, so that stopping the session stops its code server
-    and run workers too (see videogen.devtools.processes)."""
+    and run workers too (see videogen.devtools.processes), at CPU niceness ``nice`` (the session's)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return start_in_new_session(
             [str(Path(sys.executable).with_name("dagster-daemon")), "run", "--log-format", "json", "-w", str(repo_root / "workspace.yaml")],
-            log=log, cwd=repo_root, env=env,
+            log=log, cwd=repo_root, env=env, nice=nice,
         )
 
 
@@ -222,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         api, api_url = start_api(repo_root, settings.api_host, settings.api_port, settings.home / "logs" / "api.log",
                                  env=dict(os.environ))
         daemon = start_daemon(repo_root, settings.home / "logs" / "dagster-daemon.log",
-                              env={**os.environ, "VIDEOGEN_SERVE_URL": serve_url})
-        print(f"started dagster-daemon (pid {daemon.pid}); log: {settings.home / 'logs' / 'dagster-daemon.log'}")
+                              env={**os.environ, "VIDEOGEN_SERVE_URL": serve_url}, nice=settings.orchestration_nice)
+        print(f"started dagster-daemon (pid {daemon.pid}, nice {settings.orchestration_nice}); "
+              f"log: {settings.home / 'logs' / 'dagster-daemon.log'}")
         job_ids = submit_through_api(api_url, key)
         wait_for_final(store, job_ids, args.timeout, daemon)
     finally:
