@@ -17,20 +17,29 @@ What it keeps from Dagster's contract:
   reconciliation sensor then resubmits the job). The pid alone could be reused: the start time
   must match too.
 
-One fork server per code location and code-server instance: a reloaded location (new code server,
-new server id) gets a fresh fork server, so runs never execute code older than the location the UI
-shows. If a fork server cannot be started, the run is launched the default way (through the code
-server) and the run's event log says why.
+One fork server per code location and version of its code: a run never executes code older than
+the files on disk. The version is a fingerprint of the location's Python files (path, size and
+modification time of every ``*.py`` under its working directory) and of the interpreter and its
+site-packages, not the code server's id: the daemon replaces its code servers every 60 s
+(RELOAD_WORKSPACE_INTERVAL in dagster/_daemon/controller.py) whether or not anything changed, and a
+fork server started each time cost a code location import (CPU-seconds on a small machine) and
+held the next run back until it was warm. A working directory too big to fingerprint quickly falls
+back to the code server's id. If a fork server cannot be started, the run is launched the default
+way (through the code server) and the run's event log says why.
 
 For one machine only (pids are local): production on Kubernetes keeps K8sRunLauncher (k8s/).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
+import os
 import signal
 import socket
+import sysconfig
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -89,7 +98,9 @@ class ForkServerRunLauncher(DefaultRunLauncher):
     def _server_for(self, context: LaunchRunContext, run: DagsterRun) -> ForkServer:
         origin = check.not_none(run.job_code_origin).repository_origin
         key = serialize_value(origin)
-        version = _code_server_id(context, run)
+        working_directory = getattr(origin.code_pointer, "working_directory", None)
+        version = (code_fingerprint(working_directory, origin.executable_path) if working_directory else None) \
+            or ("code server", _code_server_id(context, run))
         with self._servers_lock:
             current = self._servers.get(key)
             if current is not None and current[0] == version and current[1].alive():
@@ -144,6 +155,35 @@ class ForkServerRunLauncher(DefaultRunLauncher):
             return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker (pid {worker['pid']}) is gone",
                                         run_worker_id=str(worker["pid"]))
         return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(worker["pid"]))
+
+
+FINGERPRINT_MAX_FILES = 5000  # beyond this, a working directory is not a project's source tree
+_SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "dagster_home", "test-artifacts"})
+
+
+def code_fingerprint(working_directory: str, executable: str,
+                     max_files: int = FINGERPRINT_MAX_FILES) -> str | None:
+    """A digest that changes when any ``*.py`` file under ``working_directory`` (hidden folders,
+    caches and ``dagster_home`` left out) is added, removed or rewritten, or when the interpreter or
+    its site-packages change (installing a package rewrites that folder); None when the folder holds
+    more than ``max_files`` files (not a source tree: use another signal)."""
+    digest, seen = hashlib.sha256(), 0
+    for path in (executable, sysconfig.get_paths()["purelib"]):
+        with contextlib.suppress(FileNotFoundError):
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for root, directories, files in os.walk(working_directory):
+        directories[:] = sorted(d for d in directories if not d.startswith(".") and d not in _SKIPPED_DIRECTORIES)
+        seen += len(files)
+        if seen > max_files:
+            return None
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                with contextlib.suppress(FileNotFoundError):  # removed while we looked: the next launch sees it gone
+                    stat = os.stat(path)
+                    digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _code_server_id(context: LaunchRunContext, run: DagsterRun) -> Any:

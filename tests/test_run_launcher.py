@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import psutil
@@ -26,7 +27,12 @@ from dagster._core.workspace.load_target import ModuleTarget  # noqa: E402
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run  # noqa: E402
 
 import tests.launcher_jobs as jobs  # noqa: E402
-from launcher.run_launcher import WORKER_TAG, ForkServerRunLauncher, _worker  # noqa: E402
+from launcher.run_launcher import (  # noqa: E402
+    WORKER_TAG,
+    ForkServerRunLauncher,
+    _worker,
+    code_fingerprint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "launcher_test"
@@ -86,33 +92,75 @@ def wait_started(d, run_id: str, name: str) -> int:
     return int(started.read_text())
 
 
-def test_runs_are_forked_from_one_warm_fork_server_per_code_server(dagster):
+def run_quick(d, name: str) -> tuple[int, int]:
+    """Launch the quick job; (its run worker's pid, that worker's parent's pid) once it succeeded."""
+    out = d["tmp"] / f"{name}.pids"
+    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
+    wait_until(lambda: status(d, run_id).name in ("SUCCESS", "FAILURE", "CANCELED"), 120, f"run {name} to end")
+    assert status(d, run_id) == dg.DagsterRunStatus.SUCCESS
+    worker, parent = map(int, out.read_text().split())
+    assert _worker(d["instance"].get_run_by_id(run_id))["pid"] == worker  # the op ran in the forked process
+    started = [e.message for e in d["instance"].all_logs(run_id) if "Started process for run" in e.message]
+    assert started == [f"Started process for run (pid: {worker})."]  # Dagster's own run worker body
+    return worker, parent
+
+
+def test_runs_are_forked_from_one_warm_fork_server_per_version_of_the_code(dagster):
     d = dagster
-    pids = []
-    for name in ("first", "second"):
-        out = d["tmp"] / f"{name}.pids"
-        run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
-        wait_until(lambda: status(d, run_id).name in ("SUCCESS", "FAILURE", "CANCELED"), 120, f"run {name} to end")
-        assert status(d, run_id) == dg.DagsterRunStatus.SUCCESS
-        worker, parent = map(int, out.read_text().split())
-        run = d["instance"].get_run_by_id(run_id)
-        assert _worker(run)["pid"] == worker  # the op ran in the process the launcher forked
-        started = [e.message for e in d["instance"].all_logs(run_id) if "Started process for run" in e.message]
-        assert started == [f"Started process for run (pid: {worker})."]  # Dagster's own run worker body
-        pids.append((worker, parent))
-    (first, server), (second, server_again) = pids
+    (first, server), (second, server_again) = run_quick(d, "first"), run_quick(d, "second")
     assert first != second and server == server_again
     assert "launcher.fork_server" in " ".join(psutil.Process(server).cmdline())
 
-    # Reloading the location starts a new code server: later runs get a fresh fork server (new code),
-    # and the old one is stopped.
+    # The daemon reloads its code locations every minute (a new code server each time): with the
+    # same files, later runs keep forking from the same warm server.
     d["context"].reload_code_location(LOCATION)
-    out = d["tmp"] / "after-reload.pids"
-    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
-    wait_until(lambda: status(d, run_id) == dg.DagsterRunStatus.SUCCESS, 120, "the run after the reload")
-    assert int(out.read_text().split()[1]) != server
+    assert run_quick(d, "reloaded")[1] == server
+
+    # A changed source file (its modification time is enough) and a reload: a fresh fork server
+    # (the new code), and the old one is stopped.
+    source = Path(jobs.__file__)
+    before = source.stat()
+    try:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        d["context"].reload_code_location(LOCATION)
+        assert run_quick(d, "changed")[1] != server
+    finally:
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     wait_until(lambda: not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE,
                30, "the old fork server to exit")
+
+
+def test_the_code_fingerprint_follows_python_files_and_nothing_else(tmp_path):
+    package = tmp_path / "project" / "pkg"
+    package.mkdir(parents=True)
+    module = package / "ops.py"
+    module.write_text("X = 1\n")
+    (tmp_path / "project" / "notes.txt").write_text("not code")
+    python = os.path.realpath(sys.executable)
+
+    def fingerprint() -> str | None:
+        return code_fingerprint(str(tmp_path / "project"), python)
+
+    original = fingerprint()
+    assert original is not None and fingerprint() == original
+    (tmp_path / "project" / "notes.txt").write_text("still not code")
+    for ignored in ("__pycache__", ".hidden", "dagster_home"):
+        (tmp_path / "project" / ignored).mkdir()
+        (tmp_path / "project" / ignored / "x.py").write_text("")
+    assert fingerprint() == original
+
+    module.write_text("X = 2\n")  # rewritten (size or time changes)
+    rewritten = fingerprint()
+    assert rewritten != original
+    (package / "new.py").write_text("")
+    added = fingerprint()
+    assert added not in (original, rewritten)
+    (package / "new.py").unlink()
+    assert fingerprint() == rewritten
+
+    for i in range(5):
+        (tmp_path / "project" / f"data-{i}.bin").write_bytes(b"")
+    assert code_fingerprint(str(tmp_path / "project"), python, max_files=5) is None  # too big: not used
 
 
 def test_terminate_from_another_process_cancels_the_run(dagster):
