@@ -42,6 +42,46 @@ def test_a_cancel_stops_the_denoising_within_one_step(tiny, cancel_at):
     assert (record.steps_done, record.outcome) == (cancel_at, "canceled") and record.finished >= record.started
 
 
+def test_one_pipeline_runs_one_generation_at_a_time(tiny):
+    """A second request on a pipeline whose previous generation has not returned yet (a client that
+    went away while its thread still denoises) waits for it, and both give the frames they give alone."""
+    stats = ReplicaStats()
+    loaded = LoadedPipeline("tiny", tiny, stats)
+    other = GenerationParams(**{**PARAMS.__dict__, "seed": 6, "steps": 4})
+    alone = {params.seed: run_generation(loaded, params, RequestRecord(request_id="alone", model="tiny",
+                                                                       total_steps=params.steps),
+                                         emit=lambda *_: None, cancel=threading.Event()).frames
+             for params in (PARAMS, other)}
+    records = {name: RequestRecord(request_id=name, model="tiny", total_steps=6) for name in ("first", "second")}
+    results, errors = {}, []
+    first_denoising, second_called = threading.Event(), threading.Event()
+
+    def hold_at_first_step(step, total):
+        if step == 1:
+            first_denoising.set()
+            assert second_called.wait(60), "the second request was never made"
+
+    def generate(name, params, emit):
+        try:
+            if name == "second":
+                second_called.set()
+            results[name] = run_generation(loaded, params, records[name], emit=emit, cancel=threading.Event())
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(f"{name}: {type(error).__name__}: {error}")
+
+    first = threading.Thread(target=generate, args=("first", PARAMS, hold_at_first_step))
+    first.start()
+    assert first_denoising.wait(60), "the first generation did not start"
+    second = threading.Thread(target=generate, args=("second", other, lambda *_: None))
+    second.start()
+    first.join(120)
+    second.join(120)
+    assert errors == []
+    assert records["second"].started >= records["first"].finished  # one after the other, never both at once
+    assert (results["first"].frames == alone[PARAMS.seed]).all()
+    assert (results["second"].frames == alone[other.seed]).all()
+
+
 def test_loads_and_unloads_are_counted(tiny):
     stats = ReplicaStats()
     loaded = load("tiny", lambda name: tiny, stats)

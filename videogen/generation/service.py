@@ -74,6 +74,11 @@ class LoadedPipeline:
         self.model = model
         self.pipeline = pipeline
         self._stats = stats
+        # A diffusers pipeline is not thread safe (its scheduler keeps the step index between calls):
+        # one generation at a time per pipeline, whatever the replica's request slots say. A request
+        # whose client went away can end its handler before its denoising thread has stopped (Serve
+        # cancels the handler again while it waits for the thread), freeing the slot early.
+        self.in_use = threading.Lock()
 
     def unload(self) -> None:
         if self.pipeline is None:
@@ -125,18 +130,19 @@ def run_generation(
         record.steps_done = step
         emit(step, total)
 
-    record.started = time.time()
-    last = time.perf_counter()
-    try:
-        video = generate_frames(loaded.pipeline, params, on_step=on_step, should_cancel=cancel.is_set)
-    except JobCanceledError:
-        record.outcome = "canceled"
-        raise
-    except BaseException:
-        record.outcome = "failed"
-        raise
-    finally:
-        record.finished = time.time()
+    with loaded.in_use:  # waits for a generation on this pipeline that is still stopping
+        record.started = time.time()
+        last = time.perf_counter()
+        try:
+            video = generate_frames(loaded.pipeline, params, on_step=on_step, should_cancel=cancel.is_set)
+        except JobCanceledError:
+            record.outcome = "canceled"
+            raise
+        except BaseException:
+            record.outcome = "failed"
+            raise
+        finally:
+            record.finished = time.time()
     record.outcome = "succeeded"
     return video
 
