@@ -28,6 +28,9 @@ import dagster as dg
 import numpy as np
 import sqlalchemy as sa
 
+from videogen.config import load_settings
+from videogen.devtools.processes import start_in_new_session
+
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = {
     "tiny": {"width": 64, "height": 64, "num_frames": 9, "fps": 8, "steps": 4},
@@ -165,9 +168,9 @@ def bench_end_to_end(app_url: str, dagster_url: str, work: Path, repeats: int) -
     model_cache = work / "videogen" / "models"
     ensure_offline_model(BUILTIN_MODELS["tiny"], model_cache)
     store = JobStore(sa.create_engine(app_url))
-    daemon = subprocess.Popen([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
-                               str(REPO / "workspace.yaml")], cwd=REPO, env=env, start_new_session=True,
-                              stdout=open(work / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+    daemon = start_in_new_session([str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w",
+                                   str(REPO / "workspace.yaml")], cwd=REPO, env=env,
+                                  log=open(work / "daemon.log", "wb"), nice=load_settings().orchestration_nice)
     latencies, plain, shares = [], [], []
     params = WORKLOADS["tiny"]
     try:

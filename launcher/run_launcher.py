@@ -39,6 +39,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import sysconfig
 import threading
 from collections.abc import Mapping
@@ -64,7 +65,9 @@ class ForkServerRunLauncher(DefaultRunLauncher):
                  ready_timeout_seconds: float = 120.0) -> None:
         super().__init__(inst_data=inst_data)
         self._ready_timeout_s = ready_timeout_seconds
-        self._servers: dict[str, tuple[Any, ForkServer]] = {}  # origin → (code server id, fork server)
+        # origin → (version of the code: its fingerprint, or the code server's id; fork server)
+        self._servers: dict[str, tuple[Any, ForkServer]] = {}
+        self._unfingerprinted: set[str] = set()  # origins already warned about
         self._servers_lock = threading.Lock()
 
     @classmethod
@@ -99,9 +102,13 @@ class ForkServerRunLauncher(DefaultRunLauncher):
         origin = check.not_none(run.job_code_origin).repository_origin
         key = serialize_value(origin)
         working_directory = getattr(origin.code_pointer, "working_directory", None)
-        version = (code_fingerprint(working_directory, origin.executable_path) if working_directory else None) \
-            or ("code server", _code_server_id(context, run))
-        with self._servers_lock:
+        with self._servers_lock:  # one version per launch burst: threads launching at once agree on it
+            fingerprint = code_fingerprint(working_directory, origin.executable_path) if working_directory else None
+            if fingerprint is None and working_directory and key not in self._unfingerprinted:
+                self._unfingerprinted.add(key)
+                log.warning("%s holds more than %d files: its fork server follows the code server's id instead "
+                            "of the code's fingerprint", working_directory, FINGERPRINT_MAX_FILES)
+            version = fingerprint or ("code server", _code_server_id(context, run))
             current = self._servers.get(key)
             if current is not None and current[0] == version and current[1].alive():
                 return current[1]
@@ -158,17 +165,21 @@ class ForkServerRunLauncher(DefaultRunLauncher):
 
 
 FINGERPRINT_MAX_FILES = 5000  # beyond this, a working directory is not a project's source tree
-_SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "dagster_home", "test-artifacts"})
+# Not the project's code: caches, run storage, Spark's local warehouse, build output.
+_SKIPPED_DIRECTORIES = frozenset({"__pycache__", "node_modules", "dagster_home", "test-artifacts", "spark-warehouse",
+                                  "metastore_db", "build", "dist"})
 
 
 def code_fingerprint(working_directory: str, executable: str,
                      max_files: int = FINGERPRINT_MAX_FILES) -> str | None:
     """A digest that changes when any ``*.py`` file under ``working_directory`` (hidden folders,
-    caches and ``dagster_home`` left out) is added, removed or rewritten, or when the interpreter or
-    its site-packages change (installing a package rewrites that folder); None when the folder holds
+    caches, run storage and build output left out) is added, removed or rewritten, or when the
+    interpreter or (the daemon's own interpreter's) site-packages change; None when the folder holds
     more than ``max_files`` files (not a source tree: use another signal)."""
     digest, seen = hashlib.sha256(), 0
-    for path in (executable, sysconfig.get_paths()["purelib"]):
+    # Installing a package rewrites the site-packages folder; only known for the daemon's own interpreter.
+    ours = os.path.realpath(executable) == os.path.realpath(sys.executable)
+    for path in (executable, sysconfig.get_paths()["purelib"]) if ours else (executable,):
         with contextlib.suppress(FileNotFoundError):
             stat = os.stat(path)
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())

@@ -42,6 +42,7 @@ def test_defaults_without_any_variable():
     assert (settings.heartbeat_timeout_s, settings.retention_days, settings.sensor_batch_size) == (90.0, 30, 200)
     assert (settings.sensor_wait_s, settings.sensor_poll_s, settings.orchestration_nice) == (4.0, 0.1, 10)
     assert settings.pipeline_cache_size == 1
+    assert settings.serve_num_cpus == 2
     assert (settings.spark_master, settings.spark_app_name, settings.jdbc_jar) == (
         "local[*]", "videogen-kpis", "/usr/share/java/postgresql.jar")
     assert (settings.spark_jars, settings.spark_conf, settings.kpi_parquet_path, settings.s3a_endpoint) == (

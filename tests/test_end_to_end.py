@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from tests.waiting import wait_until
 from tests.conftest import create_database
 from tests.trail import assert_trail_in_lifecycle_order
+from videogen.config import load_settings
 from videogen.devtools.processes import session_members, start_in_new_session, stop_session
 from videogen.encoding.probe import probe_video
 from videogen.lifecycle import JobStore
@@ -53,7 +54,7 @@ def running_daemon(env: dict[str, str], log_path: Path):
     log = open(log_path, "wb")
     daemon = start_in_new_session(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "--log-format", "json", "-w", str(REPO / "workspace.yaml")],
-        log=log, cwd=REPO, env=env,
+        log=log, cwd=REPO, env=env, nice=load_settings(env).orchestration_nice,  # as the main job starts it
     )
     try:
         yield daemon

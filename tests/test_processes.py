@@ -24,7 +24,7 @@ def seen():
         group = open("/proc/self/autogroup").read().strip()
     except OSError:
         group = None
-    return {"nice": os.nice(0), "sid": os.getsid(0), "autogroup": group}
+    return {"nice": os.nice(0), "sid": os.getsid(0), "own_pid": os.getpid(), "autogroup": group}
 child = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0), os.getsid(0))"],
                        capture_output=True, text=True, check=True).stdout.split()
 print(json.dumps({**seen(), "child_nice": int(child[0]), "child_sid": int(child[1])}))
@@ -46,7 +46,7 @@ def _report(tmp_path: Path, nice: int) -> dict:
 def test_a_session_started_nice_keeps_its_niceness_for_the_processes_it_starts(tmp_path):
     expected = min(19, os.nice(0) + 7)  # niceness adds up to 19 at most
     report = _report(tmp_path, 7)
-    assert report["sid"] == report["pid"]  # a session of its own
+    assert report["own_pid"] == report["pid"] == report["sid"]  # the command itself (exec'd), leading its session
     assert report["nice"] == expected
     assert (report["child_nice"], report["child_sid"]) == (expected, report["pid"])
     if Path(AUTOGROUP).exists():  # this kernel schedules sessions as groups: the group is lowered too
@@ -58,6 +58,11 @@ def test_a_session_started_without_nice_is_left_as_it_was(tmp_path):
     assert report["nice"] == os.nice(0)
     if Path(AUTOGROUP).exists():
         assert report["autogroup"].endswith(" nice 0"), report["autogroup"]
+
+
+def test_a_command_that_does_not_exist_is_reported_as_popen_would():
+    with pytest.raises(FileNotFoundError, match="no-such-videogen-command"):
+        start_in_new_session(["no-such-videogen-command"], nice=5)
 
 
 @pytest.mark.parametrize("nice", [-1, 20])

@@ -14,7 +14,9 @@ still there, by pid. Never by matching command names: a pattern matches other pe
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -28,24 +30,34 @@ def start_in_new_session(args: Sequence[str], *, log: IO[bytes] | None = None, n
     """Start ``args`` as the leader of a new session and process group (both ids are its pid).
 
     ``nice`` > 0 lowers the CPU priority of the session, for good: the process's niceness and, on
-    Linux with autogroups, its session's. With autogroups (the default on desktop and server kernels)
-    the scheduler first splits the CPUs evenly between sessions and only then by niceness inside
-    each, so the process's niceness alone changes nothing against another session. Every process
-    the session starts later inherits both."""
+    Linux with autogroups, its session's. With autogroups (the default on desktop and server kernels,
+    for processes in the root CPU cgroup) the scheduler first splits the CPUs evenly between sessions
+    and only then by niceness inside each, so the process's niceness alone changes nothing against
+    another session. Without them (autogroups off, or a container's own CPU cgroup) niceness alone
+    counts. Every process the session starts later inherits both."""
     if nice < 0 or nice > 19:
         raise ValueError(f"nice must be 0 to 19, not {nice}")
+    args = list(args)
     if nice:
+        env = popen.get("env")
+        path = (env if env is not None else os.environ).get("PATH", os.defpath)
+        command = args[0] if os.sep in args[0] else shutil.which(args[0], path=path)
+        if command is None or not os.access(command, os.X_OK):  # as Popen would say without the shell
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", args[0])
         # A shell between setsid() and the command (no preexec_fn: unsafe in a threaded parent): it
-        # lowers the new session's autogroup, then exec's ``nice`` that execs the command, so the
-        # pid is still the command's and nothing the command starts can escape the lower priority.
-        args = ["/bin/sh", "-c", LOWER_PRIORITY, str(nice), *args]
-    return subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT if log else None,
+        # lowers the new session's autogroup, then execs ``nice`` that execs the command, so the pid
+        # is still the command's and nothing the command starts can escape the lower priority.
+        args = ["/bin/sh", "-c", LOWER_PRIORITY, str(nice), shutil.which("nice") or "/usr/bin/nice", command, *args[1:]]
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT if log else None,
                             start_new_session=True, **popen)
 
 
 AUTOGROUP = "/proc/self/autogroup"
-# $0 is the niceness; a kernel without autogroups has no such file: the process's niceness then counts alone.
-LOWER_PRIORITY = f'{{ echo "$0" > {AUTOGROUP}; }} 2>/dev/null; exec nice -n "$0" "$@"'
+# $0: the niceness, $1: nice, then the command. A kernel without autogroups has no such file (the
+# process's niceness then counts alone); one write per 100 ms is allowed to an unprivileged user
+# across the machine (EAGAIN), hence the second try.
+LOWER_PRIORITY = (f'{{ echo "$0" > {AUTOGROUP} || {{ sleep 0.1; echo "$0" > {AUTOGROUP}; }}; }} 2>/dev/null; '
+                  'NICE="$1"; shift; exec "$NICE" -n "$0" -- "$@"')
 
 
 def session_members(sid: int) -> list[int]:
