@@ -35,8 +35,9 @@ launcher → ops) with a DAGSTER_HOME of its own, and stops them by session at t
        ended (found a row, or reached its deadline) waits for the next loop. Back to back, each row
        arrives ~3 s after the tick that launched the previous one ended early: (b) shows that case.
        The run queue dequeues every dequeue_interval_seconds (an integer, 1 here), ~0.5 s more.
-5   [memory]   peak RSS (VmHWM) of the run workers (the pid in jobs.worker, sampled from /proc until
-       the process exits; target < 300 MB) vs a run worker of today's path; the replica's RSS.
+5   [memory]   peak RSS (VmHWM) of the run workers (the processes the fork servers forked, found in
+       the daemon's session, sampled from /proc until they exit; target < 300 MB) vs a run worker of
+       today's path; the replica's RSS.
 
 Requests are spread round-robin over ``--users`` users (default 4 = the run queue's 4 slots), so the
 per-user limit of 2 runs does not throttle a backlog that a single user would see throttled by design.
@@ -387,58 +388,58 @@ def end_to_end(rows: list[dict[str, Any]]) -> float:
 
 
 class WorkerPeaks:
-    """Peak RSS (VmHWM) of the run workers of ``ids``: their pid comes from jobs.worker ("host:pid",
-    written by the first heartbeat of the generate stage); /proc/<pid>/status is read every 50 ms
-    until the process exits, so the last reading is at most 50 ms before its end."""
+    """Peak RSS (VmHWM) of the run workers of the daemon's session: the processes that a fork server
+    (launcher/fork_server.py) forked, found by a scan of the session every 50 ms from the moment they
+    exist, then read from /proc/<pid>/status every 50 ms until they exit (the last reading is at most
+    50 ms before the end). Before, the pid came from jobs.worker, written by the generate stage's first
+    heartbeat: a tiny job's worker could be gone before the next lookup, and none was sampled."""
 
-    def __init__(self, engine: sa.Engine, ids: list[int]) -> None:
-        self.engine, self.ids = engine, ids
+    def __init__(self, daemon: subprocess.Popen) -> None:
+        self.session = daemon.pid
         self.peak_kb: dict[int, int] = {}  # pid → largest VmHWM seen
-        self.pids: dict[int, int] = {}  # job id → pid
         self.gone: set[int] = set()
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._host = socket.gethostname()
 
     def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def _discover(self) -> None:
-        with self.engine.connect() as conn:
-            for job_id, worker in conn.execute(sa.select(jobs.c.id, jobs.c.worker)
-                                               .where(jobs.c.id.in_(self.ids), jobs.c.worker.is_not(None))):
-                host, _, pid = worker.rpartition(":")
-                if host == self._host and job_id not in self.pids:
-                    self.pids[job_id] = int(pid)
+    @staticmethod
+    def _forked_run_worker(pid: int) -> bool:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            return all(b"launcher.fork_server" in Path(f"/proc/{p}/cmdline").read_bytes() for p in (pid, parent))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            return False
 
     def _loop(self) -> None:
-        next_discovery, stopping = 0.0, False
-        while True:
-            now = time.monotonic()
-            if now >= next_discovery:
-                self._discover()
-                next_discovery = now + 0.25
-            for pid in set(self.pids.values()) - self.gone:
-                hwm = proc_status_kb(pid).get("VmHWM")
-                if hwm is None:
-                    self.gone.add(pid)
-                else:
-                    self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), hwm)
-            if self._stop.is_set():
-                if not stopping:  # the jobs are final: every worker has written its pid by now
-                    self._discover()
-                    stopping = True
-                elif self.gone >= set(self.pids.values()):
+        try:
+            while True:
+                for pid in session_members(self.session):
+                    if pid not in self.peak_kb and pid not in self.gone and self._forked_run_worker(pid):
+                        self.peak_kb[pid] = 0
+                for pid in set(self.peak_kb) - self.gone:
+                    hwm = proc_status_kb(pid).get("VmHWM")
+                    if hwm is None:
+                        self.gone.add(pid)
+                    else:
+                        self.peak_kb[pid] = max(self.peak_kb[pid], hwm)
+                if self._stop.is_set() and self.gone >= set(self.peak_kb):
                     return
-            time.sleep(0.05)
+                time.sleep(0.05)
+        except BaseException as error:  # noqa: BLE001 - reported by peaks_mb, not lost with the thread
+            self.error = error
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=120)  # run workers outlive their job by the run's last events
 
     def peaks_mb(self) -> list[float]:
-        return [kb / 1024 for kb in self.peak_kb.values()]
+        if self.error is not None:
+            raise BenchError(f"sampling the run workers failed: {self.error!r}")
+        return [kb / 1024 for pid, kb in self.peak_kb.items() if kb > 0]
 
 
 # ── the sections ─────────────────────────────────────────────────────────────────────────────────
@@ -646,7 +647,7 @@ def section_memory(work: Path, scale: dict[str, int], users: int) -> list[str]:
                 platform(admin, work / "ours", serve=serve, users=users) as p:
             p.warm_up()
             ids = p.insert(k, None, tag="memory")
-            with WorkerPeaks(p.engine, ids) as ours:
+            with WorkerPeaks(p.daemon) as ours:
                 p.wait_final(ids, 600, "the memory jobs through Serve")
             stats = serve.stats()
             replica = proc_status_kb(stats["pid"])
@@ -654,7 +655,7 @@ def section_memory(work: Path, scale: dict[str, int], users: int) -> list[str]:
         with platform(admin, work / "today", serve=None, users=users) as p:
             p.warm_up()
             ids_today = p.insert(1, None, tag="memory")
-            with WorkerPeaks(p.engine, ids_today) as today:
+            with WorkerPeaks(p.daemon) as today:
                 p.wait_final(ids_today, 600, "the memory job on today's path")
     ours_mb, today_mb = ours.peaks_mb(), today.peaks_mb()
     if not ours_mb or not today_mb:
