@@ -439,7 +439,7 @@ class WorkerPeaks:
     def peaks_mb(self) -> list[float]:
         if self.error is not None:
             raise BenchError(f"sampling the run workers failed: {self.error!r}")
-        return [kb / 1024 for pid, kb in self.peak_kb.items() if kb > 0]
+        return [kb / 1024 for kb in self.peak_kb.values() if kb > 0]  # 0: seen, but gone before a reading
 
 
 # ── the sections ─────────────────────────────────────────────────────────────────────────────────
