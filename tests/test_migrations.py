@@ -90,3 +90,29 @@ def test_0008_bounds_the_cap_check_and_its_downgrade_puts_0007_back(admin_url):
     upgrade(url)
     assert state() == (True, both)
     engine.dispose()
+
+
+def test_0009_starts_the_tally_from_the_jobs_already_waiting_and_its_downgrade_puts_0008_back(admin_url):
+    url = create_database(admin_url, migrate=False)
+    upgrade(url, "0008")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, status) SELECT 'ana', 'before 0009', s "
+                             "FROM unnest(ARRAY['pending', 'queued', 'running', 'succeeded', 'pending']) s"))
+
+    def state() -> tuple[str, int | None]:
+        with engine.connect() as conn:
+            text = conn.execute(sa.text("SELECT pg_get_functiondef('api_submit_job'::regproc)")).scalar_one()
+            tables = set(sa.inspect(conn).get_table_names())
+            tally = (conn.execute(sa.text("SELECT sum(change) FROM waiting_jobs_tally")).scalar_one()
+                     if "waiting_jobs_tally" in tables else None)
+        return ("jobs_waiting_ahead" if "jobs_waiting_ahead(v_job.id)" in text else "count"), tally
+
+    assert state() == ("count", None)
+    upgrade(url)
+    assert state() == ("jobs_waiting_ahead", 3)
+    downgrade(url, "0008")
+    assert state() == ("count", None)
+    upgrade(url)
+    assert state() == ("jobs_waiting_ahead", 3)
+    engine.dispose()

@@ -1,9 +1,14 @@
-"""A submission's two counts (migration 0008): the active-jobs cap stops counting at the cap, in
+"""A submission's two counts: the active-jobs cap stops counting at the cap (migration 0008), in
 api_submit_job() and in the general path, and still refuses at exactly the cap with the real count in
 its message; the queue position is the exact number of waiting jobs ahead, the same in the function's
-answer and in JobPageReads; and both counts can be read from their partial indexes."""
+answer and in JobPageReads, read from either side of the line through the tally of waiting jobs
+(migration 0009), which stays equal to a count of them after every kind of statement, under
+concurrent writers and rollbacks, and folds its rows as writes go on."""
 
 from __future__ import annotations
+
+import random
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -84,8 +89,118 @@ def plan(engine: sa.Engine, query: sa.Select) -> str:
             engine, compile_kwargs={"literal_binds": True})))).scalars())
 
 
-def test_both_counts_can_be_served_by_their_partial_indexes(engine):
+def test_the_cap_count_can_be_served_by_its_partial_index(engine):
     add_jobs(engine, "ana", "pending", "queued", "running", "succeeded")
-    assert "Index Only Scan using jobs_waiting_idx" in plan(engine, waiting_ahead(3))
     assert "jobs_user_active_idx" in plan(engine, _capped_jobs("ana", 20))
     assert "jobs_user_active_idx" in plan(engine, _capped_jobs("ana"))
+
+
+# ── the tally of waiting jobs and the queue position (migration 0009) ───────────────────────────────
+def tally_and_count(conn: sa.Connection) -> tuple[int, int]:
+    return conn.execute(sa.text(
+        "SELECT (SELECT coalesce(sum(change), 0) FROM waiting_jobs_tally), "
+        "(SELECT count(*) FROM jobs WHERE status IN ('pending', 'queued'))")).one()
+
+
+def tally_rows(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM waiting_jobs_tally")).scalar_one()
+
+
+STATEMENTS = [  # every way a statement changes the number of waiting jobs, and some that do not
+    "INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'one')",
+    ("INSERT INTO jobs (user_id, prompt, status) SELECT 'bo', 'many', s FROM unnest("
+     "ARRAY['pending', 'queued', 'running', 'rejected', 'pending']) s"),
+    "INSERT INTO jobs (user_id, prompt, status) VALUES ('bo', 'rejected at once', 'rejected')",
+    "UPDATE jobs SET status = 'queued' WHERE status = 'pending' AND user_id = 'bo'",  # waiting → waiting
+    "UPDATE jobs SET status = 'running' WHERE id IN (SELECT min(id) FROM jobs WHERE status = 'queued')",
+    "UPDATE jobs SET status = 'canceled' WHERE status IN ('pending', 'running') AND user_id = 'ana'",
+    "UPDATE jobs SET status = 'pending' WHERE status = 'running'",  # a retry: back in the line
+    "UPDATE jobs SET progress = 0.5",  # nothing about waiting
+    "DELETE FROM jobs WHERE status = 'queued' AND user_id = 'bo' AND id = (SELECT max(id) FROM jobs)",
+    "DELETE FROM jobs WHERE user_id = 'bo' AND status = 'queued'",
+    "INSERT INTO jobs (user_id, prompt) SELECT 'cy', 'bulk ' || i FROM generate_series(1, 50) i",
+    "DELETE FROM jobs WHERE user_id = 'nobody'",
+]
+
+
+def test_the_tally_equals_the_count_of_waiting_jobs_after_every_kind_of_statement(engine):
+    for statement in STATEMENTS:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+            tally, count = tally_and_count(conn)
+            assert tally == count, f"inside the transaction, after: {statement}"
+        with engine.connect() as conn:
+            assert tally_and_count(conn) == (count, count), f"after: {statement}"
+    assert count == 52
+    with engine.connect() as conn:  # rolled back: neither the rows nor their change stay
+        with conn.begin() as transaction:
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('dan', 'never')"))
+            assert tally_and_count(conn) == (53, 53)
+            transaction.rollback()
+        assert tally_and_count(conn) == (52, 52)
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE jobs CASCADE"))
+        assert tally_and_count(conn) == (0, 0)
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'after truncate')"))
+    with engine.connect() as conn:
+        assert tally_and_count(conn) == (1, 1)
+
+
+def test_the_tally_folds_its_rows_as_writes_go_on(engine):
+    for i in range(200):
+        add_jobs(engine, f"user {i % 7}", "pending")
+        assert 1 <= tally_rows(engine) <= 64
+    with engine.connect() as conn:
+        assert tally_and_count(conn) == (200, 200)
+
+
+def test_the_tally_stays_exact_under_concurrent_writers_some_of_them_rolled_back(engine):
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(60):
+                with engine.connect() as conn, conn.begin() as transaction:
+                    conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES (:u, 'x')"), {"u": f"w{n}"})
+                    conn.execute(sa.text(
+                        "UPDATE jobs SET status = 'running' WHERE id = (SELECT min(id) FROM jobs "
+                        "WHERE user_id = :u AND status = 'pending')"), {"u": f"w{n}"})
+                    conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES (:u, 'y')"), {"u": f"w{n}"})
+                    if i % 3 == 0:
+                        transaction.rollback()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    with engine.connect() as conn:
+        assert tally_and_count(conn) == (240, 240)  # 6 writers × 40 kept transactions × (2 − 1)
+
+
+def naive_ahead(conn: sa.Connection, job_id: int) -> int:
+    return conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status IN ('pending', 'queued') AND id < :j"),
+                        {"j": job_id}).scalar_one()
+
+
+def test_the_queue_position_is_exact_from_either_side_of_the_line(engine):
+    rng = random.Random(3)
+    statuses = ["pending", "queued", "running", "succeeded", "failed", "canceled", "rejected"]
+    add_jobs(engine, "ana", *[rng.choice(statuses) for _ in range(300)])
+    reads = JobPageReads(engine)
+    with engine.connect() as conn:
+        waiting = conn.execute(sa.text("SELECT id FROM jobs WHERE status IN ('pending', 'queued') ORDER BY id")
+                               ).scalars().all()
+        assert len(waiting) > 50
+        for job_id in waiting:
+            expected = naive_ahead(conn, job_id)
+            assert reads.with_queue_position(job_id)[1] == expected
+            assert conn.execute(waiting_ahead(job_id)).scalar_one() == expected
+        assert [naive_ahead(conn, j) for j in (waiting[0], waiting[-1])] == [0, len(waiting) - 1]
+        # Jobs that are not waiting have no position in the reads.
+        finished = conn.execute(sa.text("SELECT id FROM jobs WHERE status = 'succeeded' LIMIT 1")).scalar_one()
+    assert reads.with_queue_position(finished)[1] is None

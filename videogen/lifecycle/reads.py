@@ -12,10 +12,10 @@ from videogen.errors import JobNotFoundError
 
 
 def waiting_ahead(job_id: int) -> sa.Select:
-    """The number of jobs waiting ahead of ``job_id``: an index-only count over jobs_waiting_idx (migration
-    0008), as in api_submit_job(), which answers a submission's 201 with the same count."""
-    return sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status.in_(WAITING_STATUSES),
-                                                              jobs.c.id < job_id)
+    """The number of jobs waiting ahead of ``job_id`` (pending or queued, with a smaller id), exact:
+    ``jobs_waiting_ahead()`` (migration 0009) counts the shorter side of the line, as api_submit_job()
+    does for a submission's 201."""
+    return sa.select(sa.func.jobs_waiting_ahead(sa.bindparam("job_id", job_id, type_=sa.BigInteger)))
 
 
 class JobReads:
