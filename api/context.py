@@ -16,7 +16,7 @@ from videogen.accounts.users import Users
 from videogen.config import Settings
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import Account, JobStore
-from videogen.lifecycle.one_trip import OneTripSubmissions
+from videogen.lifecycle.one_trip import OneTripCalls
 from videogen.secret_files import kept_secret
 
 JWT_SECRET_FILE = "api-jwt-secret"
@@ -81,10 +81,11 @@ class ApiContext:
         return Account(reserve_credits=True, max_active_jobs=self.settings.api_max_active_jobs)
 
     @cached_property
-    def one_trip(self) -> OneTripSubmissions:
-        """POST /jobs when nothing in it needs refusing (asyncpg; its own pool, next to the engine's)."""
-        return OneTripSubmissions(self.settings.database_url, limiter=self.limiter, registry=self.registry,
-                                  account=self.account_limits)
+    def one_trip(self) -> OneTripCalls:
+        """POST /jobs and GET /jobs/{id} when nothing in them needs refusing (asyncpg; its own pool, next
+        to the engine's)."""
+        return OneTripCalls(self.settings.database_url, limiter=self.limiter, registry=self.registry,
+                            account=self.account_limits)
 
     @cached_property
     def platform_metrics(self):

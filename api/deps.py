@@ -113,6 +113,20 @@ def submitter(model: type[BaseModel]):
     return dependency
 
 
+async def reader(
+    ctx: Context,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> Principal | Credentials:
+    """A dependency for a read that can check its caller inside its own statement (GET /jobs/{id}):
+    the :class:`Credentials` when they pass :func:`presented`, otherwise exactly :func:`caller`."""
+    credentials = presented(ctx, authorization, x_api_key, request)
+    if credentials is not None:
+        return credentials
+    return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
+
+
 def viewer(
     ctx: Context,
     request: Request,

@@ -1,7 +1,7 @@
-"""api_submit_job() (migration 0007) through videogen.lifecycle.one_trip, on the real PostgreSQL: a
-request with nothing to refuse writes exactly what the general path writes; any refusal leaves no
-trace at all (not even the rate-limit count), so that the general path, which then answers, counts
-the request once."""
+"""api_submit_job() (migration 0007) and api_read_job() (0010) through videogen.lifecycle.one_trip, on
+the real PostgreSQL: a request with nothing to refuse writes and reads exactly what the general path
+does; any refusal leaves no trace at all (not even the rate-limit count), so that the general path,
+which then answers, counts the request once."""
 
 from __future__ import annotations
 
@@ -20,27 +20,39 @@ from videogen.accounts.tokens import AccessTokens
 from videogen.accounts.users import Users
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import Account, JobPageReads, JobRequest, JobStore
-from videogen.lifecycle.one_trip import Credentials, OneTripSubmissions
+from videogen.lifecycle.one_trip import Credentials, OneTripCalls
 
 BODY = {"prompt": "a red fox running in snow", "width": 64, "height": 64, "num_frames": 9, "steps": 4}
 
 
-def submit(engine: sa.Engine, database_url: str, credentials: Credentials, *, rate_limit: int = 20,
-           max_active: int | None = 10, reserve: bool = True, **body):
-    submissions = OneTripSubmissions(database_url, limiter=SharedRateLimiter(engine, rate_limit),
-                                     registry=ModelRegistry.from_env(),
-                                     account=Account(reserve_credits=reserve, max_active_jobs=max_active))
+def one_trip(engine: sa.Engine, database_url: str, call, *, rate_limit: int = 20, max_active: int | None = 10,
+             reserve: bool = True):
+    """``call(calls)``, a coroutine, run against a fresh OneTripCalls that is closed after it."""
+    calls = OneTripCalls(database_url, limiter=SharedRateLimiter(engine, rate_limit),
+                         registry=ModelRegistry.from_env(),
+                         account=Account(reserve_credits=reserve, max_active_jobs=max_active))
 
     async def go():
         try:
-            return await submissions.submit(credentials, JobRequest(user_id="", **{**BODY, **body}))
+            return await call(calls)
         finally:
-            await submissions.close()
+            await calls.close()
 
     # On a thread of its own: a browser test earlier in the session (Playwright's sync API) leaves an
     # event loop running on the main thread, where asyncio.run() refuses to start another.
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, go()).result()
+
+
+def submit(engine: sa.Engine, database_url: str, credentials: Credentials, *, rate_limit: int = 20,
+           max_active: int | None = 10, reserve: bool = True, **body):
+    return one_trip(engine, database_url,
+                    lambda calls: calls.submit(credentials, JobRequest(user_id="", **{**BODY, **body})),
+                    rate_limit=rate_limit, max_active=max_active, reserve=reserve)
+
+
+def read(engine: sa.Engine, database_url: str, credentials: Credentials, job_id: int, *, rate_limit: int = 20):
+    return one_trip(engine, database_url, lambda calls: calls.read_job(credentials, job_id), rate_limit=rate_limit)
 
 
 def account(engine: sa.Engine, *, role: str = "user", credits: str = "10", scopes=("read", "write")):
@@ -136,3 +148,56 @@ def test_an_admin_may_set_a_priority_and_a_user_with_a_secret_a_callback(engine,
     Users(engine).rotate_webhook_secret(user_id)
     done = submit(engine, database_url, credentials, callback_url="https://example.com/hook")
     assert done.job["callback_url"] == "https://example.com/hook"
+
+
+# ── GET /jobs/{id}: api_read_job() (migration 0010) ─────────────────────────────────────────────────
+def test_a_read_with_nothing_to_refuse_answers_what_the_general_path_reads(engine, database_url):
+    user_id, credentials = account(engine)
+    JobStore(engine).submissions.submit(JobRequest(user_id="someone else", prompt="ahead in the queue"))
+    job_id = submit(engine, database_url, credentials).job["id"]
+    hits = traces(engine, user_id)["hits"]
+    done = read(engine, database_url, credentials, job_id)
+    assert done is not None and done.principal.user_id == user_id and done.principal.key_id is not None
+    job, position = JobPageReads(engine).with_queue_position(job_id)
+    assert (done.job, done.queue_position) == (job, position) and position == 1
+    assert traces(engine, user_id)["hits"] == hits + 1
+    with engine.begin() as conn:  # a job that is not waiting has no position
+        conn.execute(sa.text("UPDATE jobs SET status = 'running' WHERE id = :j"), {"j": job_id})
+    done = read(engine, database_url, credentials, job_id)
+    assert (done.job["status"], done.queue_position) == ("running", None)
+
+
+@pytest.mark.parametrize("role", ["support", "admin"])
+def test_staff_read_anyone_s_job_in_one_trip(engine, database_url, role):
+    _, owner = account(engine)
+    job_id = submit(engine, database_url, owner).job["id"]
+    staff_id, staff = account(engine, role=role, scopes=("read",))
+    done = read(engine, database_url, staff, job_id)
+    assert done is not None and done.job["id"] == job_id and done.principal.user_id == staff_id
+
+
+@pytest.mark.parametrize("case", ["wrong key", "revoked key", "erased account", "unknown token user", "rate limit",
+                                  "missing job", "another user's job"])
+def test_any_refused_read_leaves_no_trace(engine, database_url, case):
+    user_id, credentials = account(engine)
+    _, other = account(engine)
+    job_id = submit(engine, database_url, credentials).job["id"]
+    kwargs: dict = {}
+    if case == "wrong key":
+        credentials = Credentials(key_prefix=credentials.key_prefix, key_hash="0" * 64)
+    elif case == "revoked key":
+        ApiKeys(engine).revoke(ApiKeys(engine).list(user_id)[0]["id"])
+    elif case == "erased account":
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE users SET deleted_at = now() WHERE id = :u"), {"u": user_id})
+    elif case == "unknown token user":
+        credentials = Credentials(token_user="u_nobody")
+    elif case == "rate limit":
+        kwargs["rate_limit"] = 0
+    elif case == "missing job":
+        job_id += 1000
+    elif case == "another user's job":
+        job_id = submit(engine, database_url, other).job["id"]
+    before = traces(engine, user_id)
+    assert read(engine, database_url, credentials, job_id, **kwargs) is None
+    assert traces(engine, user_id) == before

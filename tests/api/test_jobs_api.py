@@ -381,3 +381,27 @@ def test_the_201s_queue_position_is_the_gets_and_the_waiting_jobs_ahead(api):
                                             "AND id < :j"), {"j": job_id}).scalar_one()
         assert ahead >= 3 and finished >= 5
         assert created.json()["queue_position"] == http.get(f"/api/v1/jobs/{job_id}").json()["queue_position"] == ahead
+
+
+def test_a_get_counts_once_on_either_path_and_hides_other_users_jobs(api):
+    """GET /jobs/{id} in one statement (api_read_job()) when nothing is refused; otherwise the general
+    path answers, and the request is still counted once against the rate limit."""
+    owner, other = make_account(api), make_account(api)
+
+    def hits(user_id: str) -> int:
+        with api.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT coalesce(sum(count), 0) FROM api_rate_limits WHERE user_id = :u"),
+                                {"u": user_id}).scalar_one()
+
+    with api.client(**owner.headers) as http:
+        job_id = http.post("/api/v1/jobs", json=TINY).json()["id"]
+        before = hits(owner.id)
+        read = http.get(f"/api/v1/jobs/{job_id}")
+        assert read.status_code == 200 and read.json()["id"] == job_id and read.json()["status"] == "pending"
+        assert read.json()["queue_position"] is not None
+        assert hits(owner.id) == before + 1
+    with api.client(**other.headers) as http:
+        for missing in (job_id, job_id + 10_000, 2**63, 0):
+            before = hits(other.id)
+            assert error_of(http.get(f"/api/v1/jobs/{missing}"))[:2] == (404, "not_found"), missing
+            assert hits(other.id) == before + 1

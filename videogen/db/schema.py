@@ -194,9 +194,10 @@ api_rate_limits = sa.Table(
     sa.Column("count", sa.Integer, nullable=False),
 )
 
-# Migration 0007 adds a function, api_submit_job(): an API submission with nothing to refuse in one
-# statement (videogen.lifecycle.one_trip). Functions are outside this metadata and its comparison
-# with the migrations; tests/test_one_trip_submission.py runs it against the general path instead.
+# Migrations 0007 and 0010 add two functions, api_submit_job() and api_read_job(): an API submission
+# and a read of one job with nothing to refuse, each in one statement (videogen.lifecycle.one_trip).
+# Functions are outside this metadata and its comparison with the migrations;
+# tests/test_one_trip_submission.py runs them against the general path instead.
 
 sa.Index("users_email_idx", sa.func.lower(users.c.email), unique=True)
 sa.Index("api_keys_user_idx", api_keys.c.user_id)

@@ -1,18 +1,20 @@
-"""API submissions that have nothing to refuse, in one database round trip.
+"""API calls that have nothing to refuse, in one database round trip each.
 
 ``POST /api/v1/jobs`` needs the caller's key or account, a per-user rate-limit count, the submission
 (lock, idempotency, active-jobs cap, credit reservation, insert) and the job's queue position. The
 general path (:mod:`videogen.lifecycle.submission` behind ``api.deps.caller``) takes three
-transactions and a dozen statements for that; this one calls ``api_submit_job()`` (migration 0007),
-which runs the same steps in the same order in one statement, over an asyncpg pool so that the
-API's event loop does not hand each request to a worker thread.
+transactions and a dozen statements for that; :meth:`OneTripCalls.submit` calls ``api_submit_job()``
+(migration 0007), which runs the same steps in the same order in one statement. ``GET
+/api/v1/jobs/{id}`` likewise: the caller and their count, the job, that they may see it, its queue
+position, in ``api_read_job()`` (migration 0010) through :meth:`OneTripCalls.read_job`. Both run over
+an asyncpg pool, so that the API's event loop does not hand each request to a worker thread.
 
-The function succeeds only when no step refuses. Otherwise it raises SQLSTATE ``VGS01``, its
-statement rolls back entirely (the rate-limit count too), and :meth:`OneTripSubmissions.submit`
-returns None: the caller then runs the general path from the start, which counts the request once
-and answers with the refusal's own status and message. Everything the function cannot decide
-(an invalid request to store as ``rejected``, a repeated Idempotency-Key, any refusal) therefore
-keeps exactly one implementation.
+A function succeeds only when no step refuses. Otherwise it raises SQLSTATE ``VGS01``, its
+statement rolls back entirely (the rate-limit count too), and the method returns None: the caller
+then runs the general path from the start, which counts the request once and answers with the
+refusal's own status and message. Everything the functions cannot decide (an invalid request to
+store as ``rejected``, a repeated Idempotency-Key, a job that is missing or someone else's, any
+refusal) therefore keeps exactly one implementation.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ _ARGUMENTS = ("key_prefix", "key_hash", "token_user", "window", "rate_limit", "c
               "callback_url")
 _CALL = (f"SELECT * FROM {SUBMIT_FUNCTION}("
          + ", ".join(f"p_{name} => ${i}" for i, name in enumerate(_ARGUMENTS, start=1)) + ")")
+READ_FUNCTION = "api_read_job"  # migration 0010
+_READ_CALL = (f"SELECT * FROM {READ_FUNCTION}(p_key_prefix => $1, p_key_hash => $2, p_token_user => $3, "
+              "p_window => $4, p_rate_limit => $5, p_cleanup_before => $6, p_job_id => $7)")
 # What a column left out of the INSERT gets: the function names every column, so it is given these.
 _COLUMN_DEFAULTS = {name: jobs.c[name].server_default.arg for name in ("model", "quality_preset")}
 
@@ -55,10 +60,10 @@ class Credentials:
 
 
 @dataclass(frozen=True)
-class Submitted:
+class Answered:
     principal: Principal
-    job: dict[str, Any]  # the new ``jobs`` row
-    queue_position: int
+    job: dict[str, Any]  # the ``jobs`` row: the new one for a submission
+    queue_position: int | None  # None when the job is not waiting
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -72,8 +77,8 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     per request: RESET ALL, UNLISTEN *, pg_advisory_unlock_all().)"""
 
 
-class OneTripSubmissions:
-    """``api_submit_job()`` over a pool of asyncpg connections, opened on first use in the running loop
+class OneTripCalls:
+    """``api_submit_job()`` and ``api_read_job()`` over a pool of asyncpg connections, opened on first use in the running loop
     (each uvicorn worker has its own loop and pool)."""
 
     def __init__(self, database_url: str, *, limiter: SharedRateLimiter, registry: ModelRegistry,
@@ -97,7 +102,7 @@ class OneTripSubmissions:
             await self._pool.close()
             self._pool = None
 
-    async def submit(self, credentials: Credentials, request: JobRequest) -> Submitted | None:
+    async def submit(self, credentials: Credentials, request: JobRequest) -> Answered | None:
         """Submit ``request`` as whoever ``credentials`` name, or None when the general path must
         answer (the request's ``user_id`` is not used: the function takes the credentials' account)."""
         if not self.account.reserve_credits or request.storyboard is not None or request.audio_prompt_key is not None:
@@ -107,18 +112,31 @@ class OneTripSubmissions:
         except ValidationError:
             return None  # stored as rejected by the general path
         values = {**_COLUMN_DEFAULTS, **row_values(request)}
-        window = self.limiter.window(time.time())
-        arguments = {"key_prefix": credentials.key_prefix, "key_hash": credentials.key_hash,
-                     "token_user": credentials.token_user, "window": window, "rate_limit": self.limiter.limit,
-                     "cleanup_before": self.limiter.cleanup_before(window),
-                     "max_active": self.account.max_active_jobs, "price": price,
+        counted = self._counted(credentials)
+        arguments = {**counted, "max_active": self.account.max_active_jobs, "price": price,
                      **{name: values.get(name) for name in _ARGUMENTS[8:]}}
+        return await self._call(_CALL, *(arguments[name] for name in _ARGUMENTS))
+
+    async def read_job(self, credentials: Credentials, job_id: int) -> Answered | None:
+        """The job ``job_id`` as whoever ``credentials`` name may see it, with its queue position, or
+        None when the general path must answer (a job that is missing or not theirs among others)."""
+        counted = self._counted(credentials)
+        return await self._call(_READ_CALL, *counted.values(), job_id)
+
+    def _counted(self, credentials: Credentials) -> dict[str, Any]:
+        """The arguments both functions start with, in their order: who calls, and their count."""
+        window = self.limiter.window(time.time())
+        return {"key_prefix": credentials.key_prefix, "key_hash": credentials.key_hash,
+                "token_user": credentials.token_user, "window": window, "rate_limit": self.limiter.limit,
+                "cleanup_before": self.limiter.cleanup_before(window)}
+
+    async def _call(self, statement: str, *arguments: Any) -> Answered | None:
         pool = await self._connections()
         try:
-            row = await pool.fetchrow(_CALL, *(arguments[name] for name in _ARGUMENTS))
+            row = await pool.fetchrow(statement, *arguments)
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == GENERAL_PATH_SQLSTATE:
                 return None
             raise
         principal = Principal(row["user_id"], row["email"], row["role"], frozenset(row["scopes"]), row["key_id"])
-        return Submitted(principal, dict(row["job"]), row["queue_position"])
+        return Answered(principal, dict(row["job"]), row["queue_position"])
