@@ -121,6 +121,49 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> tuple[int, str] | None:
+    """A live process's CPU ticks, its own and those of the children it has reaped (utime, stime,
+    cutime, cstime), and its command line; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15]), command
+
+
+class CpuByGroup:
+    """CPU seconds of groups of processes between start() and stop(), from /proc. A process's figure
+    includes the children it reaped, so the short-lived run workers (reaped by their fork server) and
+    their ffmpeg (reaped by the worker) count in full as long as parent and child are in one group;
+    each group is therefore a whole subtree: ``groups`` maps a name to a function listing its pids."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+
+    def _snapshot(self) -> tuple[dict[str, int], int, float]:
+        ticks = {name: sum(t[0] for pid in pids() if (t := _cpu_ticks(pid)) is not None)
+                 for name, pids in self.groups.items()}
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        busy = sum(values[:8]) - values[3] - values[4]  # all but idle and iowait
+        times = os.times()
+        return ticks, busy, times.user + times.system + times.children_user + times.children_system
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+
+    def stop(self) -> dict[str, float]:
+        (ticks, busy, own), (ticks0, busy0, own0) = self._snapshot(), self._before
+        used = {name: (ticks[name] - ticks0[name]) / CLK_TCK for name in self.groups}
+        used["this benchmark"] = own - own0
+        used["other"] = max(0.0, (busy - busy0) / CLK_TCK - sum(used.values()))
+        return used
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -494,6 +537,31 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
     return lines
 
 
+def cpu_groups(work: Path, p: Platform, serve: Serve) -> dict[str, Callable[[], list[int]]]:
+    """The machine's processes in whole subtrees: the daemon's session split into the fork servers (with
+    the run workers they fork and the ffmpeg those start) and the rest (the daemon, its code servers);
+    Ray (every process of serve-models' session); PostgreSQL (its postmaster, which reaps its
+    backends) and PgBouncer. Groups of an external server (VIDEOGEN_BENCH_ADMIN_URL) are empty."""
+    def daemon_session(runs: bool) -> Callable[[], list[int]]:
+        def pids() -> list[int]:
+            return [pid for pid in session_members(p.daemon.pid)
+                    if (t := _cpu_ticks(pid)) is not None and ("launcher.fork_server" in t[1]) == runs]
+        return pids
+
+    def database() -> list[int]:
+        try:
+            leader = [int((work / "pg" / "postmaster.pid").read_text().splitlines()[0])]
+        except (OSError, ValueError, IndexError):
+            leader = []
+        bouncers = [b.pid() for b in LOCAL_SERVERS.values()]
+        return leader + [pid for pid in bouncers if pid]
+
+    return {"Dagster daemon + code servers": daemon_session(False),
+            "fork servers → run workers → ffmpeg": daemon_session(True),
+            "Ray (serve-models session)": lambda: session_members(serve.process.pid),
+            "PostgreSQL + PgBouncer": database}
+
+
 def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]:
     from dagster import DagsterRunStatus, RunsFilter
 
@@ -517,9 +585,12 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
             samples.append((time.time(), values.count("running"), started, queued,
                             sum(v in TERMINAL_STATUSES for v in values), values.count("pending")))
 
+        cpu = CpuByGroup(cpu_groups(work, p, serve))
+        cpu.start()
         ids = p.insert(m, OVERHEAD, tag="overhead")
         sessions_before = p.dagster_sessions()
         rows = p.wait_final(ids, max(900, 15 * m), "the tiny backlog", poll_s=0.5, on_poll=sample)
+        used = cpu.stop()
         sessions = p.dagster_sessions() - sessions_before
         transport = ("PgBouncer's Unix socket, which reuses server sessions" if "-pgbouncer" in p.dagster_url
                      else "the Unix socket" if "@/" in p.dagster_url else "TCP")
@@ -541,6 +612,9 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
         f"       server sessions opened on Dagster's database per job: {sessions / m:5.1f} (dagster-postgres "
         f"connects for every query; over {transport})",
     ]
+    lines.append(f"  CPU seconds per job, by group (from /proc, first row inserted → last job final; {sum(used.values()):.0f} "
+                 f"CPU-s in all, {sum(used.values()) / wall:.2f} of {os.cpu_count()} cores):")
+    lines += [f"     {name:44} {seconds / m:6.3f}" for name, seconds in used.items()]
     executing = [(r.start_time, r.end_time) for r in run_records if r.start_time and r.end_time]
     if executing:
         waits = [r.start_time - epoch(r.create_timestamp) for r in run_records if r.start_time]
