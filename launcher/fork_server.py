@@ -21,7 +21,6 @@ then each request is a serialized ``ExecuteRunArgs`` and each answer ``{"pid": N
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -45,12 +44,13 @@ class ForkServer:
     it for run workers. Thread safe (the run queue launches from several threads)."""
 
     def __init__(self, executable: str, serialized_origin: str, *, cwd: str | None = None,
-                 ready_timeout_s: float = READY_TIMEOUT_S) -> None:
+                 ready_timeout_s: float = READY_TIMEOUT_S, preload_modules: tuple[str, ...] = ()) -> None:
         ours, theirs = socket.socketpair()
         self._lock = threading.Lock()
         try:
             self.process = subprocess.Popen(
-                [executable, "-m", "launcher.fork_server", str(theirs.fileno()), serialized_origin],
+                [executable, "-m", "launcher.fork_server", str(theirs.fileno()), serialized_origin,
+                 json.dumps(list(preload_modules))],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd=cwd,
             )
         finally:
@@ -105,8 +105,20 @@ class ForkServer:
 
 
 # ── the server process ───────────────────────────────────────────────────────────────────────────
-def _warm(serialized_origin: str) -> dict[str, Any]:
-    """Import Dagster and load the code location and its jobs, as a run worker would."""
+# What every run imports on its way (instance, storage, executor, compute logs), so no child pays for it.
+RUN_MODULES = ("dagster._cli.api", "dagster._core.instance.factory", "dagster._core.storage.root",
+               "dagster._core.storage.local_compute_log_manager", "dagster._core.executor.in_process",
+               "dagster._core.execution.plan.active", "dagster._core.system_config.composite_descent",
+               "watchdog.observers.polling", "dagster_postgres")
+
+
+def _warm(serialized_origin: str, preload_modules: list[str]) -> dict[str, Any]:
+    """Import Dagster and load the code location and its jobs, as a run worker would; then the modules
+    every run imports on its way (RUN_MODULES) and those the launcher names (``preload_modules``: what
+    the location's ops import when they run). A module that does not import is left to the runs, which
+    report their own error if they need it; the server says which in its ready message."""
+    import importlib
+
     from dagster._core.origin import RepositoryPythonOrigin
     from dagster._serdes import deserialize_value
     from dagster._utils.hosted_user_process import recon_repository_from_origin
@@ -115,12 +127,13 @@ def _warm(serialized_origin: str) -> dict[str, Any]:
     repository = recon_repository_from_origin(origin).get_definition()
     for name in repository.job_names:  # built and cached on the Definitions object, shared by forks
         repository.get_job(name)
-    # Import what every run imports on its way (instance, storage, executor), so no child pays for it.
-    import dagster._cli.api  # noqa: F401
-
-    with contextlib.suppress(ImportError):  # the run storage of this project's instances
-        import dagster_postgres  # noqa: F401
-    return {"ready": True, "pid": os.getpid(), "jobs": len(repository.job_names)}
+    not_preloaded = {}
+    for name in (*RUN_MODULES, *preload_modules):
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - any failure: the runs import it themselves
+            not_preloaded[name] = f"{type(error).__name__}: {error}"
+    return {"ready": True, "pid": os.getpid(), "jobs": len(repository.job_names), "not_preloaded": not_preloaded}
 
 
 def _reap() -> None:
@@ -165,13 +178,13 @@ def _run_worker(conn: Connection, serialized_execute_run_args: str) -> None:
             os._exit(code)
 
 
-def serve(fd: int, serialized_origin: str) -> None:
+def serve(fd: int, serialized_origin: str, preload_modules: list[str] | None = None) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops, closes the connection,
     # and the server exits on that; without a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
     try:
-        ready = _warm(serialized_origin)
+        ready = _warm(serialized_origin, preload_modules or [])
     except BaseException:  # noqa: BLE001 - reported to the launcher, which says why in the run's events
         import traceback
 
@@ -203,4 +216,4 @@ def serve(fd: int, serialized_origin: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2])
+    serve(int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else [])

@@ -42,7 +42,7 @@ import socket
 import sys
 import sysconfig
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psutil
@@ -62,9 +62,10 @@ log = logging.getLogger(__name__)
 
 class ForkServerRunLauncher(DefaultRunLauncher):
     def __init__(self, inst_data: ConfigurableClassData | None = None,
-                 ready_timeout_seconds: float = 120.0) -> None:
+                 ready_timeout_seconds: float = 120.0, preload_modules: Sequence[str] = ()) -> None:
         super().__init__(inst_data=inst_data)
         self._ready_timeout_s = ready_timeout_seconds
+        self._preload_modules = tuple(preload_modules)
         # origin → (version of the code: its fingerprint, or the code server's id; fork server)
         self._servers: dict[str, tuple[Any, ForkServer]] = {}
         self._unfingerprinted: set[str] = set()  # origins already warned about
@@ -75,7 +76,10 @@ class ForkServerRunLauncher(DefaultRunLauncher):
         from dagster import Field
 
         return {"ready_timeout_seconds": Field(float, is_required=False, default_value=120.0,
-                                               description="How long a fork server may take to load the code location.")}
+                                               description="How long a fork server may take to load the code location."),
+                "preload_modules": Field([str], is_required=False, default_value=[],
+                                         description="Modules the ops import when they run, imported once by the "
+                                                     "fork server so that no run worker imports them.")}
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
@@ -117,7 +121,10 @@ class ForkServerRunLauncher(DefaultRunLauncher):
                 current[1].close()
             pointer = origin.code_pointer
             server = ForkServer(origin.executable_path, key, cwd=getattr(pointer, "working_directory", None),
-                                ready_timeout_s=self._ready_timeout_s)
+                                ready_timeout_s=self._ready_timeout_s, preload_modules=self._preload_modules)
+            if server.ready.get("not_preloaded"):
+                log.warning("the fork server could not preload %s: runs import them themselves",
+                            server.ready["not_preloaded"])
             self._servers[key] = (version, server)
             return server
 

@@ -1,16 +1,22 @@
 """A small code location for the fork-server launcher's tests (tests/test_run_launcher.py)."""
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import dagster as dg
 
 
-@dg.op(config_schema={"out": str})
+@dg.op(config_schema={"out": str, "modules": dg.Field([str], default_value=[]),
+                      "modules_out": dg.Field(str, default_value="")})
 def say_pids(context: dg.OpExecutionContext) -> None:
-    """Writes "<pid> <parent pid>": which process ran the op, and which process forked it."""
+    """Writes "<pid> <parent pid>": which process ran the op, and which process forked it; and to
+    ``modules_out``, those of ``modules`` that the process had imported when the op started."""
     Path(context.op_config["out"]).write_text(f"{os.getpid()} {os.getppid()}")
+    if context.op_config["modules_out"]:
+        imported = [name for name in context.op_config["modules"] if name in sys.modules]
+        Path(context.op_config["modules_out"]).write_text(" ".join(imported))
 
 
 @dg.job

@@ -7,6 +7,7 @@ for the test's go-ahead, so a run is mid-flight for as long as a test needs it t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -40,14 +41,20 @@ LOCATION = "launcher_test"
 
 @pytest.fixture
 def dagster(admin_url, tmp_path):
-    """An instance on its own Dagster database with ForkServerRunLauncher, and a workspace whose code
-    server is a real process (as under the daemon)."""
+    with dagster_instance(admin_url, tmp_path) as d:
+        yield d
+
+
+@contextlib.contextmanager
+def dagster_instance(admin_url, tmp_path, launcher_config: str = ""):
+    """An instance on its own Dagster database with ForkServerRunLauncher (``launcher_config``: the
+    YAML of its ``config:``), and a workspace whose code server is a real process (as under the daemon)."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
+    home.mkdir(parents=True)
     (home / "dagster.yaml").write_text(
         "storage:\n  postgres:\n    postgres_url: " + create_database(admin_url, migrate=False) + "\n"
         "run_launcher:\n  module: launcher.run_launcher\n  class: ForkServerRunLauncher\n"
-        "telemetry:\n  enabled: false\n")
+        + (f"  config:\n{launcher_config}" if launcher_config else "") + "telemetry:\n  enabled: false\n")
     instance = dg.DagsterInstance.from_config(str(home))
     assert isinstance(instance.run_launcher, ForkServerRunLauncher)
     target = ModuleTarget(module_name="tests.launcher_jobs", attribute="defs", working_directory=str(REPO),
@@ -92,10 +99,12 @@ def wait_started(d, run_id: str, name: str) -> int:
     return int(started.read_text())
 
 
-def run_quick(d, name: str) -> tuple[int, int]:
-    """Launch the quick job; (its run worker's pid, that worker's parent's pid) once it succeeded."""
+def run_quick(d, name: str, modules: tuple[str, ...] = ()) -> tuple[int, int]:
+    """Launch the quick job; (its run worker's pid, that worker's parent's pid) once it succeeded.
+    Of ``modules``, those the worker had imported when its op started go to ``<tmp>/<name>.modules``."""
     out = d["tmp"] / f"{name}.pids"
-    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {"out": str(out)}}}})
+    run_id = launch(d, jobs.quick, {"ops": {"say_pids": {"config": {
+        "out": str(out), "modules": list(modules), "modules_out": str(d["tmp"] / f"{name}.modules")}}}})
     wait_until(lambda: status(d, run_id).name in ("SUCCESS", "FAILURE", "CANCELED"), 120, f"run {name} to end")
     assert status(d, run_id) == dg.DagsterRunStatus.SUCCESS
     worker, parent = map(int, out.read_text().split())
@@ -128,6 +137,24 @@ def test_runs_are_forked_from_one_warm_fork_server_per_version_of_the_code(dagst
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     wait_until(lambda: not psutil.pid_exists(server) or psutil.Process(server).status() == psutil.STATUS_ZOMBIE,
                30, "the old fork server to exit")
+
+
+def test_the_fork_server_preloads_the_modules_the_launcher_names(admin_url, tmp_path, caplog):
+    """``preload_modules``: imported once by the fork server, so a forked run worker starts with them;
+    one that does not import is named in a warning and left to the runs."""
+    probe = ("tabnanny", "wave")  # nothing here imports them
+    with dagster_instance(admin_url, tmp_path / "plain") as d:
+        run_quick(d, "plain", probe)
+        assert (d["tmp"] / "plain.modules").read_text() == ""
+    config = "    preload_modules: [tabnanny, wave, no_such_module_for_this_test]\n"
+    with caplog.at_level(logging.WARNING, logger="launcher.run_launcher"), \
+            dagster_instance(admin_url, tmp_path / "preloaded", config) as d:
+        _, server = run_quick(d, "preloaded", probe)
+        assert (d["tmp"] / "preloaded.modules").read_text() == "tabnanny wave"
+        assert "launcher.fork_server" in " ".join(psutil.Process(server).cmdline())
+    warnings = [r.getMessage() for r in caplog.records if "could not preload" in r.getMessage()]
+    assert len(warnings) == 1 and "no_such_module_for_this_test" in warnings[0] and "ModuleNotFoundError" in warnings[0]
+    assert "tabnanny" not in warnings[0]
 
 
 def test_the_code_fingerprint_follows_python_files_and_nothing_else(tmp_path):
