@@ -74,6 +74,7 @@ import sqlalchemy as sa
 from videogen.config import load_settings
 from videogen.db.schema import TERMINAL_STATUSES, job_events, jobs
 from videogen.devtools.processes import (
+    descendants,
     session_members,
     start_in_new_session,
     stop_session,
@@ -139,8 +140,10 @@ def _cpu_ticks(pid: int) -> tuple[int, str] | None:
 class CpuByGroup:
     """CPU seconds of groups of processes between start() and stop(), from /proc. A process's figure
     includes the children it reaped, so the short-lived run workers (reaped by their fork server) and
-    their ffmpeg (reaped by the worker) count in full as long as parent and child are in one group;
-    each group is therefore a whole subtree: ``groups`` maps a name to a function listing its pids."""
+    their ffmpeg (reaped by the worker) count in full as long as parent and child are in one group:
+    ``groups`` maps a name to a function listing its pids, each meant as a whole subtree. Where one is
+    not (a fork server that exits in the window moves to the daemon's group, which reaps it; a worker
+    that has exited but is not reaped yet at stop() is missed until it is), the split is off by that."""
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
@@ -554,7 +557,8 @@ def cpu_groups(work: Path, p: Platform, serve: Serve) -> dict[str, Callable[[], 
         except (OSError, ValueError, IndexError):
             leader = []
         bouncers = [b.pid() for b in LOCAL_SERVERS.values()]
-        return leader + [pid for pid in bouncers if pid]
+        backends = [child for pid in leader for child in descendants(pid)]
+        return leader + backends + [pid for pid in bouncers if pid]
 
     return {"Dagster daemon + code servers": daemon_session(False),
             "fork servers → run workers → ffmpeg": daemon_session(True),

@@ -6,8 +6,10 @@ fresh interpreter that imports dagster and the code location again (~1.2 CPU-s o
 a small machine). A forked child starts with all of that already in memory (copy on write).
 
 Forking is only safe from a single-threaded process that holds no connections: the server imports
-and loads the definitions (which opens nothing: resources are built inside the run), checks that no
-thread was started, and then only waits on its control connection. The child executes the run
+and loads the definitions (which opens nothing: resources are built inside the run), imports what runs
+import on their way (Dagster's run-time modules and the launcher's ``preload_modules``, so that no
+run worker imports them again), checks that no thread was started, and then only waits on its
+control connection. The child executes the run
 exactly like ``dagster api execute_run`` (the command Dagster's K8s and Docker launchers run): same
 function, so run status, events, interrupts (SIGTERM/SIGINT → the run is marked canceled) and
 failure reporting are Dagster's own.
@@ -21,6 +23,7 @@ then each request is a serialized ``ExecuteRunArgs`` and each answer ``{"pid": N
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,12 +130,19 @@ def _warm(serialized_origin: str, preload_modules: list[str]) -> dict[str, Any]:
     repository = recon_repository_from_origin(origin).get_definition()
     for name in repository.job_names:  # built and cached on the Definitions object, shared by forks
         repository.get_job(name)
+    for name in RUN_MODULES:
+        with contextlib.suppress(ImportError):  # dagster_postgres: only for instances on PostgreSQL
+            importlib.import_module(name)
     not_preloaded = {}
-    for name in (*RUN_MODULES, *preload_modules):
+    for name in preload_modules:
+        threads = set(threading.enumerate())
         try:
             importlib.import_module(name)
-        except Exception as error:  # noqa: BLE001 - any failure: the runs import it themselves
+        except BaseException as error:  # noqa: BLE001 - any failure (SystemExit too): the runs import it
             not_preloaded[name] = f"{type(error).__name__}: {error}"
+        started = [t.name for t in set(threading.enumerate()) - threads]
+        if started:  # serve() would then refuse to fork at all: say which module it was
+            raise RuntimeError(f"preloading {name} started threads {started}: remove it from preload_modules")
     return {"ready": True, "pid": os.getpid(), "jobs": len(repository.job_names), "not_preloaded": not_preloaded}
 
 

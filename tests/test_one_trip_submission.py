@@ -167,6 +167,12 @@ def test_a_read_with_nothing_to_refuse_answers_what_the_general_path_reads(engin
     assert (done.job["status"], done.queue_position) == ("running", None)
 
 
+def test_a_write_only_key_reads_its_own_jobs_as_on_the_general_path(engine, database_url):
+    _, credentials = account(engine, scopes=("write",))
+    job_id = submit(engine, database_url, credentials).job["id"]
+    assert read(engine, database_url, credentials, job_id).job["id"] == job_id
+
+
 @pytest.mark.parametrize("role", ["support", "admin"])
 def test_staff_read_anyone_s_job_in_one_trip(engine, database_url, role):
     _, owner = account(engine)

@@ -157,6 +157,23 @@ def test_the_fork_server_preloads_the_modules_the_launcher_names(admin_url, tmp_
     assert "tabnanny" not in warnings[0]
 
 
+def test_a_preload_that_starts_a_thread_is_named_and_the_run_starts_through_the_code_server(admin_url, tmp_path):
+    with dagster_instance(admin_url, tmp_path, "    preload_modules: [tests.starts_a_thread]\n") as d:
+        workspace = d["context"].create_request_context()
+        remote = workspace.get_code_location(LOCATION).get_repository("__repository__").get_full_job("quick")
+        run = d["instance"].create_run_for_job(
+            job_def=jobs.quick, run_config={"ops": {"say_pids": {"config": {"out": str(tmp_path / "pids")}}}},
+            remote_job_origin=remote.get_remote_origin(), job_code_origin=remote.get_python_origin())
+        d["instance"].launch_run(run.run_id, workspace)
+        wait_until(lambda: status(d, run.run_id).name in ("SUCCESS", "FAILURE", "CANCELED"), 120, "the run to end")
+        assert status(d, run.run_id) == dg.DagsterRunStatus.SUCCESS
+        assert _worker(d["instance"].get_run_by_id(run.run_id)) is None  # not a forked worker
+        fallback = [e.message for e in d["instance"].all_logs(run.run_id)
+                    if "fork server could not start this run" in (e.message or "")]
+        assert len(fallback) == 1
+        assert "preloading tests.starts_a_thread started threads ['started-on-import']" in fallback[0]
+
+
 def test_the_code_fingerprint_follows_python_files_and_nothing_else(tmp_path):
     package = tmp_path / "project" / "pkg"
     package.mkdir(parents=True)

@@ -120,6 +120,11 @@ STATEMENTS = [  # every way a statement changes the number of waiting jobs, and 
     "DELETE FROM jobs WHERE status = 'queued' AND user_id = 'bo' AND id = (SELECT max(id) FROM jobs)",
     "DELETE FROM jobs WHERE user_id = 'bo' AND status = 'queued'",
     "INSERT INTO jobs (user_id, prompt) SELECT 'cy', 'bulk ' || i FROM generate_series(1, 50) i",
+    ("INSERT INTO jobs (user_id, prompt, status, idempotency_key) VALUES ('dan', 'x', 'rejected', 'k') "
+     "ON CONFLICT ON CONSTRAINT jobs_user_idempotency_key DO UPDATE SET status = 'pending'"),  # inserted
+    ("INSERT INTO jobs (user_id, prompt, status, idempotency_key) VALUES ('dan', 'x', 'rejected', 'k') "
+     "ON CONFLICT ON CONSTRAINT jobs_user_idempotency_key DO UPDATE SET status = 'pending'"),  # updated: +1
+    "UPDATE jobs SET status = status",  # every row updated, none moved
     "DELETE FROM jobs WHERE user_id = 'nobody'",
 ]
 
@@ -132,13 +137,13 @@ def test_the_tally_equals_the_count_of_waiting_jobs_after_every_kind_of_statemen
             assert tally == count, f"inside the transaction, after: {statement}"
         with engine.connect() as conn:
             assert tally_and_count(conn) == (count, count), f"after: {statement}"
-    assert count == 52
+    assert count == 53
     with engine.connect() as conn:  # rolled back: neither the rows nor their change stay
         with conn.begin() as transaction:
             conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('dan', 'never')"))
-            assert tally_and_count(conn) == (53, 53)
+            assert tally_and_count(conn) == (54, 54)
             transaction.rollback()
-        assert tally_and_count(conn) == (52, 52)
+        assert tally_and_count(conn) == (53, 53)
     with engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE jobs CASCADE"))
         assert tally_and_count(conn) == (0, 0)

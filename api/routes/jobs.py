@@ -219,12 +219,19 @@ async def get_job(job_id: int, who: Reader, ctx: Context, request: Request) -> A
         if 0 < job_id <= MAX_JOB_ID:
             done = await ctx.one_trip.read_job(who, job_id)
             if done is not None:  # serialized here, as in _submit_in_one_trip
-                return Response(job_out(ctx, done.job, done.queue_position).model_dump_json(),
-                                media_type="application/json")
+                out = (await run_in_threadpool(job_out, ctx, done.job, done.queue_position)
+                       if _presigns(ctx, done.job) else job_out(ctx, done.job, done.queue_position))
+                return Response(out.model_dump_json(), media_type="application/json")
         # Something to refuse (a job that is missing or not theirs among others): the general path.
         who = await run_in_threadpool(caller, ctx, request, request.headers.get("authorization"),
                                       request.headers.get("x-api-key"))
     return await run_in_threadpool(_get_job, job_id, who, ctx)
+
+
+def _presigns(ctx: ApiContext, job: dict[str, Any]) -> bool:
+    """Whether job_out() will presign S3 links: the client may fetch credentials over the network
+    (instance metadata, STS), which must not block the event loop."""
+    return ctx.settings.storage_backend == "s3" and job["status"] == "succeeded"
 
 
 def _get_job(job_id: int, principal: Principal, ctx: ApiContext) -> JobOut:

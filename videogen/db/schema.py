@@ -105,12 +105,13 @@ sa.Index("jobs_user_active_idx", jobs.c.user_id, postgresql_where=jobs.c.status.
 sa.Index("jobs_waiting_idx", jobs.c.id, postgresql_where=jobs.c.status.in_(WAITING_STATUSES))
 
 # Migration 0009: rows of changes whose sum is the number of jobs in WAITING_STATUSES, written by
-# statement triggers on jobs (insert-only, folded now and then), and jobs_waiting_ahead(id), the queue
+# triggers on jobs (insert-only, folded now and then), and jobs_waiting_ahead(id), the queue
 # position read from the shorter side of the line. Triggers and functions are outside this metadata;
 # tests/test_submission_counts.py checks the tally against a count after every kind of change.
 waiting_jobs_tally = sa.Table(
     "waiting_jobs_tally",
     metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("change", sa.BigInteger, nullable=False),
 )
 

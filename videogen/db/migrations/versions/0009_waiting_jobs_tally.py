@@ -11,16 +11,22 @@ are not all-visible yet), per job ahead: with 10,000 jobs waiting it was 78 % of
 ``api_submit_job()`` (pg_stat_statements, track = all), whose job is always the last in the line.
 
 - ``waiting_jobs_tally``: rows of changes whose sum is the number of waiting jobs. Statement-level
-  triggers on ``jobs`` (INSERT, UPDATE, DELETE, with transition tables) add one row per statement that
-  changes the number, and TRUNCATE empties it. Rows are only inserted, never updated, so writers never
+  triggers on ``jobs`` (INSERT and DELETE, with transition tables) add one row per statement that
+  changes the number; a row-level trigger adds ±1 for an UPDATE that moves a job into or out of the
+  line (its WHEN clause skips every other update, such as progress and heartbeats); TRUNCATE empties
+  it. Rows are only inserted, never updated, so writers never
   wait on one another (one counter row would serialize every submission on its lock). Every 64th
   write (a sequence counts them, outside transactions) folds the rows into one: a DELETE … RETURNING
   and the INSERT of their sum, in the writer's own transaction, under a try-lock so that two folds
-  never overlap. A reader's statement sees the tally and the rows of ``jobs`` in one snapshot, so the
+  never overlap, and only under READ COMMITTED (an older snapshot could not delete a concurrent
+  fold's rows). A reader's statement sees the tally and the rows of ``jobs`` in one snapshot, so the
   sum is exact, not an estimate.
 - ``jobs_waiting_ahead(id)``: the exact count, read from whichever side of the job is shorter in ids
   (the smallest and largest waiting ids are two index lookups): the jobs ahead, counted; or the tally
   minus the jobs from this one on, counted. A new job's answer costs the few jobs submitted after it.
+  Ids are a proxy for the number of jobs: an old job that stays waiting (a retry's backoff) makes the
+  front of the line look long, and a read of a job near the front then counts the jobs behind it,
+  which costs what 0008's count cost at most.
 - ``api_submit_job()`` answers its queue position with it; nothing else in the function changes.
 
 The downgrade puts 0008's function back and drops the rest.
@@ -37,7 +43,8 @@ branch_labels = None
 depends_on = None
 
 TALLY = r"""
-CREATE TABLE waiting_jobs_tally (change bigint NOT NULL);
+-- A key of its own: the fold's DELETE needs one under logical replication (a publication of all tables).
+CREATE TABLE waiting_jobs_tally (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, change bigint NOT NULL);
 CREATE SEQUENCE waiting_jobs_tally_writes;
 
 CREATE FUNCTION tally_waiting_jobs() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -51,14 +58,15 @@ BEGIN
         SELECT count(*) INTO v_change FROM new_rows WHERE status IN ('pending', 'queued');
     ELSIF TG_OP = 'DELETE' THEN
         SELECT -count(*) INTO v_change FROM old_rows WHERE status IN ('pending', 'queued');
-    ELSE
-        SELECT (SELECT count(*) FROM new_rows WHERE status IN ('pending', 'queued'))
-             - (SELECT count(*) FROM old_rows WHERE status IN ('pending', 'queued')) INTO v_change;
+    ELSE  -- a row's UPDATE that moved it into or out of the line (the trigger's WHEN chose it)
+        v_change := CASE WHEN NEW.status IN ('pending', 'queued') THEN 1 ELSE -1 END;
     END IF;
     IF v_change <> 0 THEN
         INSERT INTO waiting_jobs_tally (change) VALUES (v_change);
         -- Now and then, fold the rows into one: readers sum a few rows, not one per statement ever.
+        -- Only under READ COMMITTED: a snapshot older than another fold's commit cannot delete its rows.
         IF nextval('waiting_jobs_tally_writes') % 64 = 0
+           AND current_setting('transaction_isolation') = 'read committed'
            AND pg_try_advisory_xact_lock(hashtext('waiting_jobs_tally'), 0) THEN
             WITH folded AS (DELETE FROM waiting_jobs_tally RETURNING change)
             INSERT INTO waiting_jobs_tally (change) SELECT sum(change) FROM folded HAVING count(*) > 0;
@@ -70,8 +78,11 @@ $fn$;
 
 CREATE TRIGGER jobs_tally_waiting_insert AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION tally_waiting_jobs();
-CREATE TRIGGER jobs_tally_waiting_update AFTER UPDATE ON jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_waiting_jobs();
+-- Per row, and only for a status change into or out of the line: the WHEN is evaluated without
+-- calling the function, so progress, heartbeat and stage updates (many per run) cost nothing.
+CREATE TRIGGER jobs_tally_waiting_update AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN ((OLD.status IN ('pending', 'queued')) IS DISTINCT FROM (NEW.status IN ('pending', 'queued')))
+    EXECUTE FUNCTION tally_waiting_jobs();
 CREATE TRIGGER jobs_tally_waiting_delete AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION tally_waiting_jobs();
 CREATE TRIGGER jobs_tally_waiting_truncate AFTER TRUNCATE ON jobs

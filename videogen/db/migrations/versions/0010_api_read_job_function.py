@@ -10,9 +10,9 @@ account (or the access token's) and the per-user rate-limit count, then the job 
 position. With 20 clients reading, that cost about 4.5 ms of the API's CPU and 3 ms of PostgreSQL's
 per request (benchmarks/api_benchmark.py). This function does the same steps, in the same order, in
 one round trip, for the request that passes them all: the key's account (or the access token's), the
-key's last use (to the minute), the rate-limit count, the read scope, the job, that the caller may see
-it (its owner, or a role that reads everything), and its queue position (``jobs_waiting_ahead()``,
-0009) when it is waiting.
+key's last use (to the minute), the rate-limit count, the job, that the caller may see it (its
+owner, or a role that reads everything), and its queue position (``jobs_waiting_ahead()``, 0009) when
+it is waiting. As on the general path, any key may read (reads need no scope).
 
 Whenever any step would refuse (a bad key, the limit, a job that does not exist or is not theirs),
 it raises SQLSTATE ``VGS01``: the statement rolls back as a whole (the rate-limit count too) and the
@@ -67,8 +67,8 @@ BEGIN
     IF p_cleanup_before IS NOT NULL THEN
         DELETE FROM api_rate_limits WHERE window_start < p_cleanup_before;
     END IF;
-    IF v_count > p_rate_limit OR NOT 'read' = ANY (v_scopes) THEN
-        RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'rate limit or scope';
+    IF v_count > p_rate_limit THEN
+        RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'rate limit';
     END IF;
 
     -- The job, if the caller may see it (api.routes.jobs.get_job: its owner, or admin and support).
