@@ -102,14 +102,9 @@ def test_an_access_token_names_the_account(engine, database_url):
     assert done is not None and done.principal.user_id == user_id and done.principal.key_id is None
 
 
-@pytest.mark.parametrize("case", ["wrong key", "revoked key", "erased account", "unknown token user",
-                                  "rate limit", "support", "read-only key", "priority", "callback without secret",
-                                  "idempotency key used", "active jobs", "credits", "invalid request",
-                                  "no reservation"])
-def test_any_refusal_leaves_no_trace(engine, database_url, case):
-    role = "support" if case == "support" else "user"
-    scopes = ("read",) if case == "read-only key" else ("read", "write")
-    user_id, credentials = account(engine, role=role, credits="0.01" if case == "credits" else "10", scopes=scopes)
+def refused_caller(engine: sa.Engine, case: str, user_id: str, credentials: Credentials) -> tuple[Credentials, dict]:
+    """The credentials and call arguments of a caller that ``case`` makes refusable (unchanged for the
+    cases that are not about the caller)."""
     kwargs: dict = {}
     if case == "wrong key":
         credentials = Credentials(key_prefix=credentials.key_prefix, key_hash="0" * 64)
@@ -122,7 +117,19 @@ def test_any_refusal_leaves_no_trace(engine, database_url, case):
         credentials = Credentials(token_user="u_nobody")
     elif case == "rate limit":
         kwargs["rate_limit"] = 0
-    elif case == "priority":
+    return credentials, kwargs
+
+
+@pytest.mark.parametrize("case", ["wrong key", "revoked key", "erased account", "unknown token user",
+                                  "rate limit", "support", "read-only key", "priority", "callback without secret",
+                                  "idempotency key used", "active jobs", "credits", "invalid request",
+                                  "no reservation"])
+def test_any_refusal_leaves_no_trace(engine, database_url, case):
+    role = "support" if case == "support" else "user"
+    scopes = ("read",) if case == "read-only key" else ("read", "write")
+    user_id, credentials = account(engine, role=role, credits="0.01" if case == "credits" else "10", scopes=scopes)
+    credentials, kwargs = refused_caller(engine, case, user_id, credentials)
+    if case == "priority":
         kwargs["priority"] = 5
     elif case == "callback without secret":
         kwargs["callback_url"] = "https://example.com/hook"
@@ -188,19 +195,8 @@ def test_any_refused_read_leaves_no_trace(engine, database_url, case):
     user_id, credentials = account(engine)
     _, other = account(engine)
     job_id = submit(engine, database_url, credentials).job["id"]
-    kwargs: dict = {}
-    if case == "wrong key":
-        credentials = Credentials(key_prefix=credentials.key_prefix, key_hash="0" * 64)
-    elif case == "revoked key":
-        ApiKeys(engine).revoke(ApiKeys(engine).list(user_id)[0]["id"])
-    elif case == "erased account":
-        with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE users SET deleted_at = now() WHERE id = :u"), {"u": user_id})
-    elif case == "unknown token user":
-        credentials = Credentials(token_user="u_nobody")
-    elif case == "rate limit":
-        kwargs["rate_limit"] = 0
-    elif case == "missing job":
+    credentials, kwargs = refused_caller(engine, case, user_id, credentials)
+    if case == "missing job":
         job_id += 1000
     elif case == "another user's job":
         job_id = submit(engine, database_url, other).job["id"]
