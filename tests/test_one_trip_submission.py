@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import secrets
 from decimal import Decimal
 
@@ -172,6 +173,18 @@ def test_a_read_with_nothing_to_refuse_answers_what_the_general_path_reads(engin
         conn.execute(sa.text("UPDATE jobs SET status = 'running' WHERE id = :j"), {"j": job_id})
     done = read(engine, database_url, credentials, job_id)
     assert (done.job["status"], done.queue_position) == ("running", None)
+
+
+def test_a_film_s_storyboard_reads_back_as_the_general_path_reads_it(engine, database_url):
+    user_id, credentials = account(engine)
+    storyboard = {"scenes": [{"prompt": "a fox wakes", "duration_s": 1}], "voice": "rms"}
+    with engine.begin() as conn:
+        job_id = conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, storyboard) VALUES (:u, 'film', "
+                                      "CAST(:s AS jsonb)) RETURNING id"),
+                              {"u": user_id, "s": json.dumps(storyboard)}).scalar_one()
+    done = read(engine, database_url, credentials, job_id)
+    assert done.job["storyboard"] == storyboard
+    assert done.job == JobPageReads(engine).with_queue_position(job_id)[0]
 
 
 def test_a_write_only_key_reads_its_own_jobs_as_on_the_general_path(engine, database_url):

@@ -48,8 +48,11 @@ def test_metrics_count_the_loads_steps_and_outcomes_of_the_requests_made(serve_a
     with pytest.raises(JobCanceledError):
         generator.generate("tiny", LONG, request_id=REQUEST_ID + "-cancel", on_step=lambda s, n: seen.append(s),
                            should_cancel=lambda: len(seen) >= 2)
+    # finished: the denoising thread has stopped (the stream can end, and mark the request canceled,
+    # while the thread still finishes the step it is in; steps_done is final only then).
     canceled = wait_until(lambda: next((r for r in stats(serve_app)["requests"] if r["request_id"] == REQUEST_ID + "-cancel"
-                                        and r["outcome"] != "running"), None), 60, "the canceled request to stop")
+                                        and r["outcome"] != "running" and r["finished"] > 0), None),
+                          60, "the canceled request's denoising to stop")
     # In flight goes back to 0 once the canceled stream has ended on the replica.
     after = wait_until(lambda: (s := scrape(serve_app)) and value(s, "videogen_generation_requests_in_flight") == 0 and s,
                        60, "no request in flight")

@@ -87,8 +87,8 @@ def test_a_client_that_cancels_stops_the_denoising(serve_app):
                            should_cancel=lambda: len(seen) >= 2)
     record = wait_until(
         lambda: next((r for r in stats(serve_app)["requests"]
-                      if r["request_id"] == "cancel-me" and r["outcome"] != "running"), None),
-        60, "the replica to stop the canceled generation")
+                      if r["request_id"] == "cancel-me" and r["outcome"] != "running" and r["finished"] > 0), None),
+        60, "the replica to stop the canceled generation")  # finished: its denoising thread has returned
     assert record["outcome"] == "canceled" and 2 <= record["steps_done"] < LONG.steps
     # The replica is free again: the next request is served.
     assert generator.generate("tiny", TINY).frames.shape == (9, 64, 64, 3)
