@@ -91,8 +91,9 @@ async def _json_body_fits(request: Request, model: type[BaseModel]) -> bool:
     return True
 
 
-def submitter(model: type[BaseModel]):
-    """A dependency for a route that can check its caller inside its own statement (POST /jobs):
+def submitter(model: type[BaseModel] | None):
+    """A dependency for a route that can check its caller inside its own statement (POST /jobs with
+    ``model``, its body's; GET /jobs/{id} with None, no body: :data:`reader`):
 
     - credentials that pass :func:`presented` and a body that ``model`` accepts: the
       :class:`Credentials`, checked by the route's statement;
@@ -106,25 +107,14 @@ def submitter(model: type[BaseModel]):
         x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
     ) -> Principal | Credentials:
         credentials = presented(ctx, authorization, x_api_key, request)
-        if credentials is not None and await _json_body_fits(request, model):
+        if credentials is not None and (model is None or await _json_body_fits(request, model)):
             return credentials
         return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
 
     return dependency
 
 
-async def reader(
-    ctx: Context,
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-) -> Principal | Credentials:
-    """A dependency for a read that can check its caller inside its own statement (GET /jobs/{id}):
-    the :class:`Credentials` when they pass :func:`presented`, otherwise exactly :func:`caller`."""
-    credentials = presented(ctx, authorization, x_api_key, request)
-    if credentials is not None:
-        return credentials
-    return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
+reader = submitter(None)  # a read whose route checks its caller inside its own statement
 
 
 def viewer(
