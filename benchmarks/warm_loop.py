@@ -10,6 +10,7 @@ Usage: python -m benchmarks.warm_loop OUT_DIR N WIDTH HEIGHT FRAMES FPS STEPS [M
 """
 
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -44,6 +45,7 @@ def main() -> None:
     warmup_s = time.perf_counter() - started
 
     iterations = []
+    cpu_before = os.times()
     loop_started = time.perf_counter()
     for i in range(int(n)):
         t0 = time.perf_counter()
@@ -53,7 +55,10 @@ def main() -> None:
         t2 = time.perf_counter()
         iterations.append({"generate_s": t1 - t0, "encode_s": t2 - t1, "total_s": t2 - t0})
     loop_s = time.perf_counter() - loop_started
-    print(json.dumps({"load_s": load_s, "warmup_s": warmup_s, "loop_s": loop_s, "iterations": iterations}))
+    # CPU of this process and of the encoders it ran and reaped, over the loop.
+    cpu_s = sum(os.times()[:4]) - sum(cpu_before[:4])
+    print(json.dumps({"load_s": load_s, "warmup_s": warmup_s, "loop_s": loop_s, "cpu_s": cpu_s,
+                      "iterations": iterations}))
 
 
 if __name__ == "__main__":
