@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+import pipelines.pool_wait  # noqa: F401 - a step blocked on GENERATION_POOL sleeps instead of spinning
 from pipelines.json_logger import json_console_logger
 from pipelines.partitions import video_jobs_partitions
 from resources.generation import GenerationResource

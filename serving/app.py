@@ -6,8 +6,11 @@ One deployment, ``TextToVideo`` (FastAPI ingress), thin over :mod:`videogen.gene
   denoising step, then the frames); a client that disconnects cancels the denoising within one step.
 * Pipelines load through the model registry with ``serve.multiplexed``: up to
   ``max_models_per_replica`` models stay loaded per replica, the least recently used is unloaded.
-* ``max_ongoing_requests`` (default 1) keeps a GPU from running two generations at once; replica
-  resources come from the registry's ``resources`` (GPU count).
+* One generation at a time per replica (a GPU is never shared): ``max_ongoing_requests`` (default 2)
+  is how many requests a replica holds, the one generating and the rest waiting inside the replica
+  for its generation slot, so that the next one starts the moment the last ends. Waiting in Serve's
+  router instead costs a gap per request: it retries a full replica with backoff up to 0.5 s.
+  Replica resources come from the registry's ``resources`` (GPU count).
 * ``GET /health`` for readiness, ``GET /stats`` for the replica's loads and recent requests,
   ``GET /metrics`` for the replica's Prometheus metrics (:mod:`videogen.generation.metrics`; through the
   Serve HTTP proxy one scrape hits one replica). With ``metrics_port`` each replica also serves them on
@@ -19,6 +22,7 @@ KubeRay RayService's ``import_path``; every arg defaults to the environment's se
 
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ from videogen.generation.registry import ModelRegistry
 
 APP_NAME = "videogen"
 DEPLOYMENT_NAME = "TextToVideo"
+
+# Serve's replica logger: its lines carry the request's id (X-Request-ID) in the replica's JSON log.
+logger = logging.getLogger("ray.serve")
 
 api = FastAPI(title="videogen generation service", description="Warm text-to-video generation (Ray Serve).")
 
@@ -57,7 +64,7 @@ class GenerateBody(BaseModel):
 
 # JSON log lines like every videogen process; each request's lines carry its request_id, which
 # generate_frames sets to job-<job id>-run-<run id> (X-Request-ID).
-@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=1, health_check_period_s=5,
+@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=2, health_check_period_s=5,
                   logging_config={"encoding": "JSON"})
 @serve.ingress(api)
 class TextToVideo:
@@ -68,6 +75,10 @@ class TextToVideo:
         self.stats.metrics.declare_models(self.registry.names())
         if metrics_port:
             self.stats.metrics.serve(metrics_port)
+        # The replica's one generation slot (see the module's docstring). Model loads happen under it
+        # too: a load next to a running generation could run the GPU out of memory, or evict the
+        # model that generation uses.
+        self._generation_slot = asyncio.Lock()
         self._model_cache = Path(model_cache)
         self._device, self._cpu_offload, self._vae_tiling = device, cpu_offload, vae_tiling
 
@@ -114,8 +125,14 @@ class TextToVideo:
         cancel = threading.Event()
         task = None
         failed = False
+        holds_slot = False
         self.stats.request_started(record)
         try:
+            if self._generation_slot.locked():
+                logger.info("waiting for the replica's generation slot (another generation is running)")
+            with self.stats.metrics.waiting.track_inprogress():
+                await self._generation_slot.acquire()
+            holds_slot = True
             loaded = await self._pipeline_for(model)
             yield event_line("started", replica=self.stats.replica, model_loads=self.stats.model_loads[model])
 
@@ -132,6 +149,9 @@ class TextToVideo:
                 else:
                     getter.cancel()
             video = task.result()
+            # The frames are in host memory: the next generation may start while they stream out.
+            self._generation_slot.release()
+            holds_slot = False
             frames = video.frames
             yield event_line("frames", shape=list(frames.shape), dtype=str(frames.dtype), nbytes=frames.nbytes,
                              seconds=round(video.seconds, 6))
@@ -149,6 +169,8 @@ class TextToVideo:
                 if task is not None and not task.done():
                     await asyncio.shield(asyncio.wait({task}))
             finally:
+                if holds_slot:
+                    self._generation_slot.release()
                 self.stats.request_finished(record, failed=failed)
 
 

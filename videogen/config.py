@@ -212,8 +212,9 @@ class Settings(BaseSettings):
                                              "models a replica keeps loaded (least recently used unloaded)",
                                              default=2, ge=1)
     serve_max_ongoing_requests: int = _var("VIDEOGEN_SERVE_MAX_ONGOING_REQUESTS",
-                                           "generations one replica runs at once (1: a GPU is never shared)",
-                                           default=1, ge=1)
+                                           "requests one replica holds: one generates (a GPU is never shared), "
+                                           "the others wait in the replica to start the moment it ends",
+                                           default=2, ge=1)
     serve_timeout_s: float = _var("VIDEOGEN_SERVE_TIMEOUT_S",
                                   "longest silence of the generation stream before the client gives up",
                                   default=600.0, gt=0)

@@ -4,23 +4,14 @@ sets (job-<job id>-run-<run id>), so a job's story continues into the generation
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
-from tests.serving.test_serving import TINY
+from tests.serving.test_serving import TINY, ray_logs, replica_lines
 from tests.waiting import wait_until
 from videogen.generation.remote import RemoteGenerator
 
 
-def replica_lines(logs: Path) -> list[str]:
-    return [line for path in sorted((logs / "serve").glob("replica_*.log"))
-            for line in path.read_text(errors="replace").splitlines() if line.strip()]
-
-
 def test_replica_logs_are_json_and_carry_the_request_id(serve_app):
-    found = re.search(r"^ray logs (\S+)$", Path(serve_app["log"]).read_text(), re.MULTILINE)
-    assert found, "serve-models prints where Ray keeps its logs"
-    logs = Path(found.group(1))
+    logs = ray_logs(serve_app)
     request_id = "job-4242-run-0f1e2d3c"
     RemoteGenerator(serve_app["url"]).generate("tiny", TINY, request_id=request_id)
 

@@ -1,7 +1,9 @@
 """The Ray Serve app (serving/app.py) started for real by the session fixture ``serve_app``, with the
 real tiny models, over HTTP through RemoteGenerator (what the Dagster op uses)."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +29,17 @@ LONG = GenerationParams(prompt="a slow fox", negative_prompt="", width=128, heig
 
 def stats(serve_app) -> dict:
     return requests.get(serve_app["url"] + "/stats", timeout=60).json()
+
+
+def ray_logs(serve_app) -> Path:
+    found = re.search(r"^ray logs (\S+)$", Path(serve_app["log"]).read_text(), re.MULTILINE)
+    assert found, "serve-models prints where Ray keeps its logs"
+    return Path(found.group(1))
+
+
+def replica_lines(logs: Path) -> list[str]:
+    return [line for path in sorted((logs / "serve").glob("replica_*.log"))
+            for line in path.read_text(errors="replace").splitlines() if line.strip()]
 
 
 def loaded_models(body: dict) -> set[str]:
@@ -92,6 +105,46 @@ def test_a_client_that_cancels_stops_the_denoising(serve_app):
     assert record["outcome"] == "canceled" and 2 <= record["steps_done"] < LONG.steps
     # The replica is free again: the next request is served.
     assert generator.generate("tiny", TINY).frames.shape == (9, 64, 64, 3)
+
+
+def test_a_second_request_waits_inside_the_replica_and_starts_once_the_first_has_stopped(serve_app):
+    """One generation at a time per replica (max_ongoing_requests 2): the second request is taken in by
+    the replica while the first generates, waits for its generation slot there, and starts after the
+    first has stopped, never beside it."""
+    first_steps: list[int] = []
+    release_first = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def call(name: str, params: GenerationParams, **kwargs) -> None:
+        try:
+            outcomes[name] = RemoteGenerator(serve_app["url"], cancel_poll_s=0.05).generate(
+                "tiny", params, request_id=name, **kwargs)
+        except Exception as error:  # noqa: BLE001 - checked below
+            outcomes[name] = error
+
+    first = threading.Thread(target=call, args=("slot-first", LONG), kwargs={
+        "on_step": lambda s, n: first_steps.append(s), "should_cancel": release_first.is_set})
+    first.start()
+    second = None
+    try:
+        wait_until(lambda: first_steps, 60, "the first request to start denoising")
+        second = threading.Thread(target=call, args=("slot-second", TINY))
+        second.start()
+        logs = ray_logs(serve_app)
+        wait_until(lambda: [e for line in replica_lines(logs) if (e := json.loads(line)).get("request_id") == "slot-second"
+                            and "waiting for the replica's generation slot" in e["message"]],
+                   60, "the replica to log that the second request waits for its generation slot")
+        assert first.is_alive() and "slot-second" not in outcomes  # both were in the replica at once
+    finally:
+        release_first.set()  # the first stops (canceled); the second then has the slot
+        first.join(120)
+        if second is not None:
+            second.join(120)
+    assert isinstance(outcomes["slot-first"], JobCanceledError), outcomes["slot-first"]
+    assert outcomes["slot-second"].frames.shape == (9, 64, 64, 3)
+    records = {r["request_id"]: r for r in stats(serve_app)["requests"] if r["request_id"] in ("slot-first", "slot-second")}
+    assert records["slot-first"]["outcome"] == "canceled" and records["slot-second"]["outcome"] == "succeeded"
+    assert records["slot-second"]["started"] >= records["slot-first"]["finished"] > 0
 
 
 def test_bad_requests_get_a_clear_permanent_error(serve_app):

@@ -11,8 +11,8 @@ light pod per request that runs every op in its own process (``in_process_execut
   (up to ~700 MB) between pods through a shared volume, for no GPU saving any more.
 
 GPU capacity is guarded by the Dagster concurrency pool of ``generate_frames``
-(``videogen_generation``, ``pool=`` on the op; its limit = Serve capacity, ``max_replicas`` x
-``max_ongoing_requests``), not by a run tag: validation, encoding and upload of one request overlap
+(``videogen_generation``, ``pool=`` on the op; its limit = the requests the Serve app holds,
+``max_replicas`` x ``max_ongoing_requests``: one generating and one waiting per replica), not by a run tag: validation, encoding and upload of one request overlap
 the generation of the next.
 
 The run tags (:func:`run_tags_for_job`) are what the run queue limits on (per-user fairness) plus the

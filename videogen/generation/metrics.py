@@ -11,7 +11,9 @@ The series, labels bounded by the model registry (never a request id, a job id o
   counted as each step ends (a long generation moves them while it runs). Steps per second is
   ``rate(steps) / rate(seconds)``; the first step's interval starts at the pipeline call, so it also
   holds the prompt encoding;
-- ``videogen_generation_requests_in_flight``: generations this replica is serving now;
+- ``videogen_generation_requests_in_flight``: generation requests this replica holds now, and
+  ``videogen_generation_requests_waiting``: those of them waiting for its one generation slot
+  (serving/app.py: one generation at a time; the rest of ``max_ongoing_requests`` wait in the replica);
 - ``videogen_generation_requests_total{model,outcome}``: finished requests, outcome one of
   succeeded, canceled, failed;
 - ``videogen_generation_gpu_memory_bytes{device}`` and ``videogen_generation_gpu_memory_peak_bytes{device}``:
@@ -22,7 +24,8 @@ How Prometheus reaches each replica:
 
 - ``GET /metrics`` on the Serve app's ingress (serving/app.py) answers with the registry of the replica
   that serves the request. Through the Serve HTTP proxy one scrape hits one replica, whichever the
-  proxy picks, and with ``max_ongoing_requests: 1`` it waits behind a running generation: good for a
+  proxy picks, and it waits for a request slot like a generation request (behind the generations when
+  the replica holds ``max_ongoing_requests`` of them): good for a
   local ``videogen serve-models`` (one replica) and the tests, not for a fleet.
 - In Kubernetes each replica also serves its registry on a port of its own (``metrics_port`` of
   ``build_app``, :meth:`GenerationMetrics.serve`: a thread in the replica's process, independent of
@@ -89,8 +92,10 @@ class GenerationMetrics:
         self.denoising_seconds = Counter("videogen_generation_denoising_seconds",
                                          "Seconds spent in denoising steps (the first step's interval "
                                          "includes the prompt encoding)", ["model"], registry=self.registry)
-        self.in_flight = Gauge("videogen_generation_requests_in_flight", "Generations this replica is serving",
+        self.in_flight = Gauge("videogen_generation_requests_in_flight", "Generation requests this replica holds",
                                registry=self.registry)
+        self.waiting = Gauge("videogen_generation_requests_waiting",
+                             "Requests in this replica waiting for its generation slot", registry=self.registry)
         self.requests = Counter("videogen_generation_requests", "Finished generation requests by outcome",
                                 ["model", "outcome"], registry=self.registry)
         self.registry.register(CudaMemoryCollector())
