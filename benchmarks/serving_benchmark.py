@@ -532,6 +532,10 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
     ours_e2e, loop_s = end_to_end(ours), loop["loop_s"]
     today_e2e = end_to_end(today) if today else math.nan
     gaps = sorted(b[0] - a[1] for a, b in zip(sorted(replica), sorted(replica)[1:]))
+    # A gap with the next request already in the replica is the replica's own hand-over; one where it
+    # had not arrived yet is the orchestration's (Dagster's pool, the run workers) being late.
+    calls = sorted((r["started"], r["finished"], r["received"]) for r in records if r["finished"] > 0)
+    late = [b[0] - a[1] for a, b in zip(calls, calls[1:]) if b[2] > a[1]]
     loop_generate = median([i["generate_s"] for i in loop["iterations"]])
     # The same useful work measured with the loop's clock: a call slowed down by contention for the
     # cores counts as busy above, not here.
@@ -545,7 +549,8 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
         f"{median([r['gpu_seconds'] for r in today]) if today else math.nan:6.2f} s, warm loop {loop_generate:6.2f} s (+ encode "
         f"{median([i['encode_s'] for i in loop['iterations']]):5.2f} s)",
         f"       replica idle between consecutive calls: median {median(gaps):5.2f} s, max "
-        f"{max(gaps, default=float('nan')):5.2f} s",
+        f"{max(gaps, default=float('nan')):5.2f} s, sum {sum(gaps):5.1f} s; of those, the next request had not "
+        f"reached the replica yet in {len(late)} ({sum(late):5.1f} s)",
         f"  CPU seconds per request, by group (from /proc, rows inserted → last final; {sum(cpu_used.values()):.0f} "
         f"CPU-s in all, {sum(cpu_used.values()) / ours_e2e:.2f} of {os.cpu_count()} cores; the warm loop "
         f"{loop['cpu_s'] / n:.2f} per request):",

@@ -145,6 +145,7 @@ def test_a_second_request_waits_inside_the_replica_and_starts_once_the_first_has
     records = {r["request_id"]: r for r in stats(serve_app)["requests"] if r["request_id"] in ("slot-first", "slot-second")}
     assert records["slot-first"]["outcome"] == "canceled" and records["slot-second"]["outcome"] == "succeeded"
     assert records["slot-second"]["started"] >= records["slot-first"]["finished"] > 0
+    assert records["slot-second"]["received"] < records["slot-first"]["finished"]  # it waited in the replica
 
 
 def test_bad_requests_get_a_clear_permanent_error(serve_app):

@@ -31,6 +31,7 @@ class RequestRecord:
     model: str
     total_steps: int
     steps_done: int = 0
+    received: float = field(default_factory=time.time)  # when the replica took the request in
     started: float = 0.0  # time.time() of the pipeline call
     finished: float = 0.0
     outcome: str = "running"  # running, succeeded, canceled, failed
