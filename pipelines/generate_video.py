@@ -129,8 +129,8 @@ def validate_prompt(context: dg.OpExecutionContext, jobs: JobsResource, generati
 
 
 # The one pool of generation slots: its limit (dagster_home/dagster.yaml, the Helm values) is the
-# serving capacity, so runs wait for a slot only around this step and validate, encode and upload of
-# other requests overlap the generation.
+# requests the Serve app holds (per replica one generating, one waiting in it), so runs wait for a
+# slot only around this step and validate, encode and upload of other requests overlap the generation.
 GENERATION_POOL = "videogen_generation"
 
 

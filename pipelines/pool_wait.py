@@ -33,7 +33,11 @@ def seconds_to_next_pending_claim_check(context: InstanceConcurrencyContext) -> 
     return max(0.0, min(due) - time.time())
 
 
-# Dagster's own, kept for the test that tells when an upgrade has fixed it (then this module can go).
-DAGSTER_INTERVAL = InstanceConcurrencyContext.__dict__["interval_to_next_pending_claim_check"]
-if DAGSTER_INTERVAL is not seconds_to_next_pending_claim_check:  # imported twice: patch once
+# Dagster's own method, kept for the test that tells when an upgrade has fixed it (this module can go
+# then); remembered on the class, so that a second import does not take the patch for the original.
+# A Dagster without the method loads unpatched.
+DAGSTER_INTERVAL = (getattr(InstanceConcurrencyContext, "_dagster_interval_to_next_pending_claim_check", None)
+                    or InstanceConcurrencyContext.__dict__.get("interval_to_next_pending_claim_check"))
+if DAGSTER_INTERVAL is not None:
+    InstanceConcurrencyContext._dagster_interval_to_next_pending_claim_check = DAGSTER_INTERVAL
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = seconds_to_next_pending_claim_check

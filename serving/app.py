@@ -62,6 +62,13 @@ class GenerateBody(BaseModel):
     request_id: str = ""
 
 
+# Defined before the deployment: @serve.deployment serializes the class as this module stands then.
+def _retrieve(task: asyncio.Task) -> None:
+    """Read a finished task's outcome, so that one whose client left is not logged as 'never retrieved'."""
+    if not task.cancelled():
+        task.exception()
+
+
 # JSON log lines like every videogen process; each request's lines carry its request_id, which
 # generate_frames sets to job-<job id>-run-<run id> (X-Request-ID).
 @serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=2, health_check_period_s=5,
@@ -75,9 +82,7 @@ class TextToVideo:
         self.stats.metrics.declare_models(self.registry.names())
         if metrics_port:
             self.stats.metrics.serve(metrics_port)
-        # The replica's one generation slot (see the module's docstring). Model loads happen under it
-        # too: a load next to a running generation could run the GPU out of memory, or evict the
-        # model that generation uses.
+        # The replica's one generation slot (see the module's docstring and _generate).
         self._generation_slot = asyncio.Lock()
         self._model_cache = Path(model_cache)
         self._device, self._cpu_offload, self._vae_tiling = device, cpu_offload, vae_tiling
@@ -123,24 +128,19 @@ class TextToVideo:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[bytes] = asyncio.Queue()
         cancel = threading.Event()
-        task = None
         failed = False
-        holds_slot = False
         self.stats.request_started(record)
+
+        def emit(step: int, total: int) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event_line("progress", step=step, total=total))
+
+        # The work is a task of its own, which holds the replica's generation slot until its denoising
+        # thread has returned. A client that leaves cancels this generator, and Starlette may cancel
+        # its clean-up again; never the task, so the slot is not given to the next request while
+        # this one's thread still runs on the GPU.
+        task = asyncio.ensure_future(self._generate(model, params, record, events, emit, cancel))
+        task.add_done_callback(_retrieve)
         try:
-            if self._generation_slot.locked():
-                logger.info("waiting for the replica's generation slot (another generation is running)")
-            with self.stats.metrics.waiting.track_inprogress():
-                await self._generation_slot.acquire()
-            holds_slot = True
-            loaded = await self._pipeline_for(model)
-            yield event_line("started", replica=self.stats.replica, model_loads=self.stats.model_loads[model])
-
-            def emit(step: int, total: int) -> None:
-                loop.call_soon_threadsafe(events.put_nowait, event_line("progress", step=step, total=total))
-
-            task = asyncio.ensure_future(asyncio.to_thread(
-                service.run_generation, loaded, params, record, emit=emit, cancel=cancel))
             while not task.done() or not events.empty():
                 getter = asyncio.ensure_future(events.get())
                 await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,9 +149,6 @@ class TextToVideo:
                 else:
                     getter.cancel()
             video = task.result()
-            # The frames are in host memory: the next generation may start while they stream out.
-            self._generation_slot.release()
-            holds_slot = False
             frames = video.frames
             yield event_line("frames", shape=list(frames.shape), dtype=str(frames.dtype), nbytes=frames.nbytes,
                              seconds=round(video.seconds, 6))
@@ -162,16 +159,35 @@ class TextToVideo:
             failed = True
             yield event_line("error", **service.error_fields(error))
         finally:
-            # A client that disconnects cancels this generator: stop the denoising, and hold the
-            # replica's slot until the thread has really stopped (the GPU is free again).
+            # A client that disconnects cancels this generator: stop the denoising (the task sees
+            # `cancel` within one step, or before it starts) and wait for it if Starlette lets us.
             try:
                 cancel.set()
-                if task is not None and not task.done():
+                if not task.done():
                     await asyncio.shield(asyncio.wait({task}))
             finally:
-                if holds_slot:
-                    self._generation_slot.release()
                 self.stats.request_finished(record, failed=failed)
+
+    async def _generate(self, model: str, params: GenerationParams, record: service.RequestRecord,
+                        events: asyncio.Queue[bytes], emit: Any, cancel: threading.Event) -> Any:
+        """Wait for the replica's generation slot, load the model (under the slot too: a load next to
+        a running generation could run the GPU out of memory, or evict the model it uses), generate.
+        The slot is released once the pipeline call returns: the frames are in host memory, and the
+        next request starts while they stream out."""
+        if self._generation_slot.locked():
+            logger.info("waiting for the replica's generation slot (another generation is running)")
+        with self.stats.metrics.waiting.track_inprogress():
+            await self._generation_slot.acquire()
+        try:
+            if cancel.is_set():
+                raise JobCanceledError("the client left before the generation started")
+            loaded = await self._pipeline_for(model)
+            if cancel.is_set():
+                raise JobCanceledError("the client left while the model loaded")
+            events.put_nowait(event_line("started", replica=self.stats.replica, model_loads=self.stats.model_loads[model]))
+            return await asyncio.to_thread(service.run_generation, loaded, params, record, emit=emit, cancel=cancel)
+        finally:
+            self._generation_slot.release()
 
 
 def build_app(args: dict[str, Any] | None = None) -> serve.Application:

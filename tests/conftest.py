@@ -108,7 +108,8 @@ def serve_app(tmp_path_factory) -> Iterator[dict]:
          "revision": "random-weights-v1", "offline_builder": "build_tiny_ltx"} for name in SERVE_TEST_MODELS]))
     port = free_port()
     env = {**os.environ, "VIDEOGEN_HOME": str(root / "home"), "VIDEOGEN_MODEL_REGISTRY": str(registry),
-           "VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA": "2", "VIDEOGEN_DEVICE": "cpu"}
+           "VIDEOGEN_SERVE_MAX_MODELS_PER_REPLICA": "2", "VIDEOGEN_SERVE_MAX_ONGOING_REQUESTS": "2",
+           "VIDEOGEN_DEVICE": "cpu"}
     log_path = root / "serve.log"
     from serving.local import start_in_background
 

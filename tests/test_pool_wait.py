@@ -36,3 +36,16 @@ def test_a_blocked_step_sleeps_until_its_earliest_claim_check():
                                       {"generate_frames": 5.0, "other": None}])
 def test_no_sleep_when_a_check_is_due_or_not_scheduled_yet(due_in_s):
     assert seconds_to_next_pending_claim_check(blocked(**due_in_s)) == 0.0
+
+
+def test_a_claim_refused_by_a_real_pool_sleeps_until_dagsters_next_check():
+    """On Dagster's own context and storage: a step refused by a pool without a free slot waits for
+    the claim's first check interval (1 s), not 0."""
+    import dagster as dg
+    from dagster._core.test_utils import create_run_for_test
+
+    with dg.instance_for_test() as instance:
+        instance.event_log_storage.set_concurrency_slots("videogen_generation", 0)
+        with InstanceConcurrencyContext(instance, create_run_for_test(instance)) as context:
+            assert context.claim("videogen_generation", "generate_frames") is False
+            assert 0.5 < context.interval_to_next_pending_claim_check() <= 1.0

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,32 +108,45 @@ def test_a_client_that_cancels_stops_the_denoising(serve_app):
     assert generator.generate("tiny", TINY).frames.shape == (9, 64, 64, 3)
 
 
+def replica_log_entries(logs: Path) -> list[dict]:
+    entries = []
+    for line in replica_lines(logs):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:  # a line the replica is still writing
+            continue
+    return entries
+
+
 def test_a_second_request_waits_inside_the_replica_and_starts_once_the_first_has_stopped(serve_app):
     """One generation at a time per replica (max_ongoing_requests 2): the second request is taken in by
     the replica while the first generates, waits for its generation slot there, and starts after the
-    first has stopped, never beside it."""
+    first's denoising thread has stopped, never beside it. Another model for the second, so that
+    only the replica's slot (not the pipeline's own lock) keeps them apart; the first is canceled,
+    whose thread may outlive its stream."""
     first_steps: list[int] = []
     release_first = threading.Event()
     outcomes: dict[str, object] = {}
 
-    def call(name: str, params: GenerationParams, **kwargs) -> None:
+    def call(name: str, model: str, params: GenerationParams, **kwargs) -> None:
         try:
             outcomes[name] = RemoteGenerator(serve_app["url"], cancel_poll_s=0.05).generate(
-                "tiny", params, request_id=name, **kwargs)
+                model, params, request_id=name, **kwargs)
         except Exception as error:  # noqa: BLE001 - checked below
             outcomes[name] = error
 
-    first = threading.Thread(target=call, args=("slot-first", LONG), kwargs={
+    endless = replace(LONG, steps=10_000)  # runs until it is canceled below
+    first = threading.Thread(target=call, args=("slot-first", "tiny", endless), kwargs={
         "on_step": lambda s, n: first_steps.append(s), "should_cancel": release_first.is_set})
     first.start()
     second = None
     try:
         wait_until(lambda: first_steps, 60, "the first request to start denoising")
-        second = threading.Thread(target=call, args=("slot-second", TINY))
+        second = threading.Thread(target=call, args=("slot-second", "tiny-b", TINY))
         second.start()
         logs = ray_logs(serve_app)
-        wait_until(lambda: [e for line in replica_lines(logs) if (e := json.loads(line)).get("request_id") == "slot-second"
-                            and "waiting for the replica's generation slot" in e["message"]],
+        wait_until(lambda: [e for e in replica_log_entries(logs) if e.get("request_id") == "slot-second"
+                            and "waiting for the replica's generation slot" in e.get("message", "")],
                    60, "the replica to log that the second request waits for its generation slot")
         assert first.is_alive() and "slot-second" not in outcomes  # both were in the replica at once
     finally:
