@@ -76,6 +76,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from benchmarks.cpu import CpuMeter
 from videogen.config import load_settings
 from videogen.devtools.processes import (
     descendants,
@@ -91,7 +92,6 @@ SUBMIT_TARGET_RATIO, SUBMIT_TARGET_RATE, SSE_TARGET_P50_S = 0.30, 500.0, 1.0
 PLAIN_INSERT = sa.text("INSERT INTO jobs (user_id, prompt, width, height, num_frames, steps) "
                        "VALUES (:user_id, :prompt, :width, :height, :num_frames, :steps)")
 PLAIN_SELECT = sa.text("SELECT * FROM jobs WHERE id = :id")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(RuntimeError):
@@ -137,60 +137,6 @@ def base_env(work: Path) -> dict[str, str]:
     env["VIDEOGEN_HOME"] = str(work / "videogen-home")
     env["VIDEOGEN_STORAGE_ROOT"] = str(work / "storage")
     return env
-
-
-# ── CPU accounting (/proc): where the machine's time goes during a measured phase ────────────────
-def _ticks(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds of each group of processes between start() and stop(). A process that exits in
-    between loses its share (backends here are pooled and live the whole run)."""
-
-    groups: dict[str, Callable[[], list[int]]]
-    _before: dict[str, dict[int, int]] = field(default_factory=dict)
-    _machine: tuple[int, int] = (0, 0)
-    _self: float = 0.0
-    used_s: dict[str, float] = field(default_factory=dict)
-    busy_cores: float = 0.0
-
-    def _snapshot(self) -> dict[str, dict[int, int]]:
-        snap = {}
-        for name, pids in self.groups.items():
-            snap[name] = {pid: t for pid in pids() if (t := _ticks(pid)) is not None}
-        return snap
-
-    def start(self) -> None:
-        self._before, self._machine = self._snapshot(), _machine_ticks()
-        times = os.times()
-        self._self = times.user + times.system
-        self._wall = time.monotonic()
-
-    def stop(self) -> None:
-        after, machine = self._snapshot(), _machine_ticks()
-        times = os.times()
-        wall = time.monotonic() - self._wall
-        self.used_s = {name: sum(t - self._before[name].get(pid, 0) for pid, t in pids.items()) / CLK_TCK
-                       for name, pids in after.items()}
-        self.used_s["client (this process)"] = times.user + times.system - self._self
-        busy = (machine[0] - self._machine[0]) / CLK_TCK
-        self.used_s["other"] = max(0.0, busy - sum(self.used_s.values()))
-        self.busy_cores = busy / wall if wall > 0 else float("nan")
 
 
 # ── services ─────────────────────────────────────────────────────────────────────────────────────
@@ -652,7 +598,7 @@ class Bench:
     sse_job: int = 0
 
     def meter(self) -> CpuMeter:
-        return CpuMeter(dict(self.meter_groups))
+        return CpuMeter(dict(self.meter_groups), own_label="client (this process)")
 
     def workers(self) -> Workers:
         port = int(self.api.url.rsplit(":", 1)[1])

@@ -71,6 +71,7 @@ from typing import Any, Self
 import requests
 import sqlalchemy as sa
 
+from benchmarks.cpu import CpuMeter, command_line
 from videogen.config import load_settings
 from videogen.db.schema import TERMINAL_STATUSES, job_events, jobs
 from videogen.devtools.processes import (
@@ -120,51 +121,6 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         level += change
         peak = max(peak, level)
     return peak
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_ticks(pid: int) -> tuple[int, str] | None:
-    """A live process's CPU ticks, its own and those of the children it has reaped (utime, stime,
-    cutime, cstime), and its command line; None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return sum(int(f) for f in fields[11:15]), command
-
-
-class CpuByGroup:
-    """CPU seconds of groups of processes between start() and stop(), from /proc. A process's figure
-    includes the children it reaped, so the short-lived run workers (reaped by their fork server) and
-    their ffmpeg (reaped by the worker) count in full as long as parent and child are in one group:
-    ``groups`` maps a name to a function listing its pids, each meant as a whole subtree. Where one is
-    not (a fork server that exits in the window moves to the daemon's group, which reaps it; a worker
-    that has exited but is not reaped yet at stop() is missed until it is), the split is off by that."""
-
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
-        self.groups = groups
-
-    def _snapshot(self) -> tuple[dict[str, int], int, float]:
-        ticks = {name: sum(t[0] for pid in pids() if (t := _cpu_ticks(pid)) is not None)
-                 for name, pids in self.groups.items()}
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        busy = sum(values[:8]) - values[3] - values[4]  # all but idle and iowait
-        times = os.times()
-        return ticks, busy, times.user + times.system + times.children_user + times.children_system
-
-    def start(self) -> None:
-        self._before = self._snapshot()
-
-    def stop(self) -> dict[str, float]:
-        (ticks, busy, own), (ticks0, busy0, own0) = self._snapshot(), self._before
-        used = {name: (ticks[name] - ticks0[name]) / CLK_TCK for name in self.groups}
-        used["this benchmark"] = own - own0
-        used["other"] = max(0.0, (busy - busy0) / CLK_TCK - sum(used.values()))
-        return used
 
 
 def free_port() -> int:
@@ -489,10 +445,7 @@ class WorkerPeaks:
 
 
 # ── the sections ─────────────────────────────────────────────────────────────────────────────────
-SKIP_TODAYS_PATH = False  # --skip-todays-path
-
-
-def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
+def section_backlog(work: Path, scale: dict[str, int], users: int, *, todays_path: bool = True) -> list[str]:
     n = scale["backlog"]
     lines = [f"1+2. backlog: {n} requests of 128x128, 25 frames, 10 steps inserted at once ({users} users)"]
     with postgres(work) as admin:
@@ -501,14 +454,14 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
         with generation_service(work / "serve") as serve, \
                 platform(admin, work / "ours", serve=serve, users=users) as p:
             p.warm_up()
-            cpu = CpuByGroup(cpu_groups(work, p, serve))
+            cpu = cpu_meter(work, p, serve)
             cpu.start()
             ids = p.insert(n, BENCH, tag="backlog")
             ours = p.wait_final(ids, 300 + 60 * n, "the backlog through Serve")
-            cpu_used = cpu.stop()
+            cpu.stop()
             records = serve.requests_for(ids)
             ours_estimated = estimated_intervals(p, ours)
-        if SKIP_TODAYS_PATH:
+        if not todays_path:
             today = today_intervals = []
         else:
             print("     Serve done; today's path (generation in each run's own process)", flush=True)
@@ -531,11 +484,12 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
     ]
     ours_e2e, loop_s = end_to_end(ours), loop["loop_s"]
     today_e2e = end_to_end(today) if today else math.nan
-    gaps = sorted(b[0] - a[1] for a, b in zip(sorted(replica), sorted(replica)[1:]))
     # A gap with the next request already in the replica is the replica's own hand-over; one where it
     # had not arrived yet is the orchestration's (Dagster's pool, the run workers) being late.
-    calls = sorted((r["started"], r["finished"], r["received"]) for r in records if r["finished"] > 0)
-    late = [b[0] - a[1] for a, b in zip(calls, calls[1:]) if b[2] > a[1]]
+    consecutive = list(itertools.pairwise(sorted((r["started"], r["finished"], r["received"])
+                                                 for r in records if r["finished"] > 0)))
+    gaps = sorted(b[0] - a[1] for a, b in consecutive)
+    late = [b[0] - a[1] for a, b in consecutive if b[2] > a[1]]
     loop_generate = median([i["generate_s"] for i in loop["iterations"]])
     # The same useful work measured with the loop's clock: a call slowed down by contention for the
     # cores counts as busy above, not here.
@@ -551,11 +505,8 @@ def section_backlog(work: Path, scale: dict[str, int], users: int) -> list[str]:
         f"       replica idle between consecutive calls: median {median(gaps):5.2f} s, max "
         f"{max(gaps, default=float('nan')):5.2f} s, sum {sum(gaps):5.1f} s; of those, the next request had not "
         f"reached the replica yet in {len(late)} ({sum(late):5.1f} s)",
-        f"  CPU seconds per request, by group (from /proc, rows inserted → last final; {sum(cpu_used.values()):.0f} "
-        f"CPU-s in all, {sum(cpu_used.values()) / ours_e2e:.2f} of {os.cpu_count()} cores; the warm loop "
-        f"{loop['cpu_s'] / n:.2f} per request):",
     ]
-    lines += [f"     {name:48} {seconds / n:6.3f}" for name, seconds in cpu_used.items()]
+    lines += cpu_lines(cpu, n, "request", f"rows inserted → last final; the warm loop {loop['cpu_s'] / n:.2f} per request")
     return lines
 
 
@@ -564,10 +515,10 @@ def cpu_groups(work: Path, p: Platform, serve: Serve) -> dict[str, Callable[[], 
     the run workers they fork and the ffmpeg those start) and the rest (the daemon, its code servers);
     Ray (every process of serve-models' session); PostgreSQL (its postmaster, which reaps its
     backends) and PgBouncer. Groups of an external server (VIDEOGEN_BENCH_ADMIN_URL) are empty."""
-    def daemon_session(runs: bool) -> Callable[[], list[int]]:
+    def session(leader: int, marker: str, marked: bool) -> Callable[[], list[int]]:
+        """The members of ``leader``'s session whose command line holds ``marker`` (or does not)."""
         def pids() -> list[int]:
-            return [pid for pid in session_members(p.daemon.pid)
-                    if (t := _cpu_ticks(pid)) is not None and ("launcher.fork_server" in t[1]) == runs]
+            return [pid for pid in session_members(leader) if (marker in command_line(pid)) == marked]
         return pids
 
     def database() -> list[int]:
@@ -579,17 +530,23 @@ def cpu_groups(work: Path, p: Platform, serve: Serve) -> dict[str, Callable[[], 
         backends = [child for pid in leader for child in descendants(pid)]
         return leader + backends + [pid for pid in bouncers if pid]
 
-    def ray(replica: bool) -> Callable[[], list[int]]:
-        def pids() -> list[int]:
-            return [pid for pid in session_members(serve.process.pid)
-                    if (t := _cpu_ticks(pid)) is not None and ("ServeReplica" in t[1]) == replica]
-        return pids
-
-    return {"Dagster daemon + code servers": daemon_session(False),
-            "fork servers → run workers → ffmpeg": daemon_session(True),
-            "Ray Serve replica": ray(True),
-            "Ray: the rest (GCS, raylet, controller, proxy…)": ray(False),
+    return {"Dagster daemon + code servers": session(p.daemon.pid, "launcher.fork_server", False),
+            "fork servers → run workers → ffmpeg": session(p.daemon.pid, "launcher.fork_server", True),
+            "Ray Serve replica": session(serve.process.pid, "ServeReplica", True),
+            "Ray: the rest (GCS, raylet, controller, proxy…)": session(serve.process.pid, "ServeReplica", False),
             "PostgreSQL + PgBouncer": database}
+
+
+def cpu_meter(work: Path, p: Platform, serve: Serve) -> CpuMeter:
+    """The meter of both sections: the groups above, each with the children its processes reaped."""
+    return CpuMeter(cpu_groups(work, p, serve), own_label="this benchmark", reaped_children=True)
+
+
+def cpu_lines(meter: CpuMeter, per: int, what: str, span: str) -> list[str]:
+    used = meter.used_s
+    return [f"  CPU seconds per {what}, by group (from /proc, {span}; {sum(used.values()):.0f} CPU-s in all, "
+            f"{meter.busy_cores:.2f} of {os.cpu_count()} cores busy):"] + [
+        f"     {name:48} {seconds / per:6.3f}" for name, seconds in used.items()]
 
 
 def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]:
@@ -615,12 +572,12 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
             samples.append((time.time(), values.count("running"), started, queued,
                             sum(v in TERMINAL_STATUSES for v in values), values.count("pending")))
 
-        cpu = CpuByGroup(cpu_groups(work, p, serve))
+        cpu = cpu_meter(work, p, serve)
         cpu.start()
         ids = p.insert(m, OVERHEAD, tag="overhead")
         sessions_before = p.dagster_sessions()
         rows = p.wait_final(ids, max(900, 15 * m), "the tiny backlog", poll_s=0.5, on_poll=sample)
-        used = cpu.stop()
+        cpu.stop()
         sessions = p.dagster_sessions() - sessions_before
         transport = ("PgBouncer's Unix socket, which reuses server sessions" if "-pgbouncer" in p.dagster_url
                      else "the Unix socket" if "@/" in p.dagster_url else "TCP")
@@ -642,9 +599,7 @@ def section_overhead(work: Path, scale: dict[str, int], users: int) -> list[str]
         f"       server sessions opened on Dagster's database per job: {sessions / m:5.1f} (dagster-postgres "
         f"connects for every query; over {transport})",
     ]
-    lines.append(f"  CPU seconds per job, by group (from /proc, first row inserted → last job final; {sum(used.values()):.0f} "
-                 f"CPU-s in all, {sum(used.values()) / wall:.2f} of {os.cpu_count()} cores):")
-    lines += [f"     {name:44} {seconds / m:6.3f}" for name, seconds in used.items()]
+    lines += cpu_lines(cpu, m, "job", "first row inserted → last job final")
     executing = [(r.start_time, r.end_time) for r in run_records if r.start_time and r.end_time]
     if executing:
         waits = [r.start_time - epoch(r.create_timestamp) for r in run_records if r.start_time]
@@ -787,8 +742,6 @@ def main() -> int:
                         help="backlog: leave out today's path (about 7 of its 11 minutes) while iterating; "
                         "its figures print as nan")
     args = parser.parse_args()
-    global SKIP_TODAYS_PATH
-    SKIP_TODAYS_PATH = args.skip_todays_path
     scale = SCALES[args.scale]
     print(f"videogen serving benchmark — scale {args.scale} ({scale}); {os.cpu_count()} CPUs; "
           f"each figure next to its baseline from this run", flush=True)
@@ -799,7 +752,8 @@ def main() -> int:
         for name in args.only or SECTIONS:
             started = time.monotonic()
             try:
-                lines = RUNNERS[name](work / name, scale, args.users)
+                options = {"todays_path": not args.skip_todays_path} if name == "backlog" else {}
+                lines = RUNNERS[name](work / name, scale, args.users, **options)
             except BenchError as error:
                 failures += 1
                 lines = [f"{name}: FAILED: {error}"]

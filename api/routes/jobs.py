@@ -64,9 +64,15 @@ def _number(name: str, raw: str | None) -> Any:
 def _download_url(ctx: ApiContext, job: dict[str, Any], uri: str | None, what: str) -> str | None:
     if not uri or job["status"] != "succeeded":
         return None
-    if ctx.settings.storage_backend == "s3":
+    if _presigns(ctx, job):
         return ctx.storage.presigned_url(job_key(job["id"], uri.rsplit("/", 1)[-1]), ctx.settings.presign_expiry_s)
     return f"/api/v1/jobs/{job['id']}/{what}"
+
+
+def _presigns(ctx: ApiContext, job: dict[str, Any]) -> bool:
+    """Whether job_out() presigns S3 links (what _download_url decides): the client may fetch
+    credentials over the network (instance metadata, STS), which must not block the event loop."""
+    return ctx.settings.storage_backend == "s3" and job["status"] == "succeeded"
 
 
 def job_out(ctx: ApiContext, job: dict[str, Any], queue_position: int | None = None) -> JobOut:
@@ -226,12 +232,6 @@ async def get_job(job_id: int, who: Reader, ctx: Context, request: Request) -> A
         who = await run_in_threadpool(caller, ctx, request, request.headers.get("authorization"),
                                       request.headers.get("x-api-key"))
     return await run_in_threadpool(_get_job, job_id, who, ctx)
-
-
-def _presigns(ctx: ApiContext, job: dict[str, Any]) -> bool:
-    """Whether job_out() will presign S3 links: the client may fetch credentials over the network
-    (instance metadata, STS), which must not block the event loop."""
-    return ctx.settings.storage_backend == "s3" and job["status"] == "succeeded"
 
 
 def _get_job(job_id: int, principal: Principal, ctx: ApiContext) -> JobOut:
