@@ -84,10 +84,11 @@ def test_0008_bounds_the_cap_check_and_its_downgrade_puts_0007_back(admin_url):
         return "LIMIT p_max_active" in text, indexes & {"jobs_user_active_idx", "jobs_waiting_idx"}
 
     both = {"jobs_user_active_idx", "jobs_waiting_idx"}
+    downgrade(url, "0010")  # 0011 reads a kept count instead
     assert state() == (True, both)
     downgrade(url, "0007")
     assert state() == (False, set())
-    upgrade(url)
+    upgrade(url, "0010")
     assert state() == (True, both)
     engine.dispose()
 
@@ -105,7 +106,9 @@ def test_0009_starts_the_tally_from_the_jobs_already_waiting_and_its_downgrade_p
             text = conn.execute(sa.text("SELECT pg_get_functiondef('api_submit_job'::regproc)")).scalar_one()
             tables = set(sa.inspect(conn).get_table_names())
             tally = (conn.execute(sa.text("SELECT sum(change) FROM waiting_jobs_tally")).scalar_one()
-                     if "waiting_jobs_tally" in tables else None)
+                     if "waiting_jobs_tally" in tables else
+                     conn.execute(sa.text("SELECT sum(waiting) FROM waiting_jobs_slots")).scalar_one()
+                     if "waiting_jobs_slots" in tables else None)
         return ("jobs_waiting_ahead" if "jobs_waiting_ahead(v_job.id)" in text else "count"), tally
 
     assert state() == ("count", None)
@@ -115,4 +118,35 @@ def test_0009_starts_the_tally_from_the_jobs_already_waiting_and_its_downgrade_p
     assert state() == ("count", None)
     upgrade(url)
     assert state() == ("jobs_waiting_ahead", 3)
+    engine.dispose()
+
+
+def test_0011_starts_each_accounts_count_from_its_active_jobs_and_its_downgrade_puts_0010_back(admin_url):
+    url = create_database(admin_url, migrate=False)
+    upgrade(url, "0010")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email) VALUES ('ana', 'ana@example.com'), "
+                             "('bo', 'bo@example.com')"))
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, status) SELECT u, 'before 0011', s FROM unnest("
+                             "ARRAY['ana', 'ana', 'ana', 'ana', 'bo', 'cy'], "
+                             "ARRAY['pending', 'queued', 'running', 'succeeded', 'failed', 'pending']) AS t(u, s)"))
+
+    def state() -> tuple[str, dict[str, int] | None]:
+        with engine.connect() as conn:
+            text = conn.execute(sa.text("SELECT pg_get_functiondef('api_submit_job'::regproc)")).scalar_one()
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("users")}
+            counts = (dict(conn.execute(sa.text("SELECT id, active_jobs FROM users")).all())
+                      if "active_jobs" in columns else None)
+        return ("kept" if "u.active_jobs < p_max_active" in text else "counted"), counts
+
+    assert state() == ("counted", None)
+    upgrade(url)
+    assert state() == ("kept", {"ana": 3, "bo": 0})
+    downgrade(url, "0010")
+    assert state() == ("counted", None)
+    with engine.begin() as conn:  # no trigger is left behind
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'after the downgrade')"))
+    upgrade(url)
+    assert state() == ("kept", {"ana": 4, "bo": 0})
     engine.dispose()

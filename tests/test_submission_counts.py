@@ -1,6 +1,7 @@
-"""A submission's two counts: the active-jobs cap stops counting at the cap (migration 0008), in
-api_submit_job() and in the general path, and still refuses at exactly the cap with the real count in
-its message; the queue position is the exact number of waiting jobs ahead, the same in the function's
+"""A submission's two counts: the active-jobs cap reads each account's kept count of its active jobs
+(migration 0011), which stays equal to a count of them after every kind of statement, under
+concurrent writers and rollbacks, and refuses at exactly the cap, in api_submit_job() and in the
+general path, with the real count in its message; the queue position is the exact number of waiting jobs ahead, the same in the function's
 answer and in JobPageReads, read from either side of the line through the tally of waiting jobs
 (migration 0009), which stays equal to a count of them after every kind of statement, under
 concurrent writers and rollbacks, and folds its rows as writes go on."""
@@ -18,7 +19,6 @@ from videogen.errors import RateLimitedError
 from videogen.generation.registry import ModelRegistry
 from videogen.lifecycle import Account, JobPageReads, JobRequest, JobStore
 from videogen.lifecycle.reads import waiting_ahead
-from videogen.lifecycle.submission import _capped_jobs
 
 TINY = {"prompt": "a red fox running in snow", "width": 64, "height": 64, "num_frames": 9, "steps": 4}
 
@@ -81,30 +81,97 @@ def test_the_queue_position_of_a_submission_is_the_exact_count_and_the_reads(eng
     assert JobPageReads(engine).with_queue_position(done.job["id"])[1] == 2
 
 
-def plan(engine: sa.Engine, query: sa.Select) -> str:
+# ── each account's count of its active jobs (migration 0011) ─────────────────────────────────────
+ACCOUNTS = ("ana", "bo", "cy", "dan")
+
+
+def make_accounts(engine: sa.Engine, *ids: str) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
-        conn.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
-        return "\n".join(conn.execute(sa.text("EXPLAIN " + str(query.compile(
-            engine, compile_kwargs={"literal_binds": True})))).scalars())
+        for user_id in ids:
+            conn.execute(sa.text("INSERT INTO users (id, email) VALUES (:u, :u || '@example.com')"), {"u": user_id})
 
 
-def test_the_cap_count_can_be_served_by_its_partial_index(engine):
-    add_jobs(engine, "ana", "pending", "queued", "running", "succeeded")
-    assert "jobs_user_active_idx" in plan(engine, _capped_jobs("ana", 20))
-    assert "jobs_user_active_idx" in plan(engine, _capped_jobs("ana"))
+def kept_and_counted(conn: sa.Connection) -> dict[str, tuple[int, int]]:
+    """Per account: its kept count, and a count of its jobs in the capped statuses."""
+    return {user_id: (kept, counted) for user_id, kept, counted in conn.execute(sa.text(
+        "SELECT u.id, u.active_jobs, (SELECT count(*) FROM jobs j WHERE j.user_id = u.id "
+        "AND j.status IN ('pending', 'queued', 'running')) FROM users u"))}
 
 
-# ── the tally of waiting jobs and the queue position (migration 0009) ───────────────────────────────
+def assert_exact(conn: sa.Connection, what: str) -> dict[str, int]:
+    counts = kept_and_counted(conn)
+    assert all(kept == counted for kept, counted in counts.values()), f"{what}: {counts}"
+    return {user_id: kept for user_id, (kept, _) in counts.items()}
+
+
+MORE_ACTIVE_STATEMENTS = [  # with STATEMENTS below: every way a statement moves a job into or out of the cap, and some that do not
+    "UPDATE jobs SET status = 'running' WHERE user_id = 'cy' AND id % 2 = 0",  # capped → capped
+    "UPDATE jobs SET user_id = 'dan' WHERE user_id = 'cy' AND id % 3 = 0",  # another owner (an erasure)
+    "UPDATE jobs SET user_id = 'no account' WHERE user_id = 'cy' AND id % 5 = 0",  # to no account
+    "UPDATE jobs SET user_id = 'ana', status = 'succeeded' WHERE user_id = 'no account' AND id % 2 = 0",
+    "UPDATE jobs SET user_id = 'bo', status = 'pending' WHERE user_id = 'dan' AND status = 'canceled'",
+    "UPDATE jobs SET status = 'succeeded' WHERE user_id = 'cy' AND status = 'running'",
+]
+
+
+def test_each_account_keeps_the_exact_count_of_its_active_jobs_after_every_kind_of_statement(engine):
+    add_jobs(engine, "ana", "pending", "succeeded")  # before the account: a new account starts from its jobs
+    make_accounts(engine, *ACCOUNTS)
+    with engine.connect() as conn:
+        assert assert_exact(conn, "new accounts")["ana"] == 1
+    for statement in [*STATEMENTS, *MORE_ACTIVE_STATEMENTS]:
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+            assert_exact(conn, f"inside the transaction, after: {statement}")
+        with engine.connect() as conn:
+            kept = assert_exact(conn, f"after: {statement}")
+    assert sum(kept.values()) > 20 and kept["cy"] > 0 and kept["dan"] > 0  # the statements moved counts
+    with engine.connect() as conn:  # rolled back: neither the row nor its count stay
+        with conn.begin() as transaction:
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('dan', 'never')"))
+            assert assert_exact(conn, "inside")["dan"] == kept["dan"] + 1
+            transaction.rollback()
+        assert assert_exact(conn, "rolled back") == kept
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE jobs CASCADE"))
+        assert set(assert_exact(conn, "after TRUNCATE").values()) == {0}
+
+
+def test_the_kept_count_stays_exact_under_concurrent_writers_some_of_them_rolled_back(engine):
+    make_accounts(engine, "w0", "w1", "w2")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(40):
+                with engine.connect() as conn, conn.begin() as transaction:
+                    user_id = f"w{(n + i) % 3}"  # writers share accounts
+                    conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES (:u, 'x')"), {"u": user_id})
+                    conn.execute(sa.text(
+                        "UPDATE jobs SET status = 'succeeded' WHERE id = (SELECT id FROM jobs WHERE user_id = :u "
+                        "AND status = 'pending' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"), {"u": user_id})
+                    conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES (:u, 'y')"), {"u": user_id})
+                    if i % 3 == 0:
+                        transaction.rollback()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    with engine.connect() as conn:
+        kept = assert_exact(conn, "after the writers")
+    assert sum(kept.values()) == 6 * 26  # 6 writers × 26 kept transactions × (2 − 1)
+
+
+# ── the tally of waiting jobs (migrations 0009 and 0011) and the queue position ─────────────────────
 def tally_and_count(conn: sa.Connection) -> tuple[int, int]:
     return conn.execute(sa.text(
-        "SELECT (SELECT coalesce(sum(change), 0) FROM waiting_jobs_tally), "
+        "SELECT (SELECT sum(waiting) FROM waiting_jobs_slots), "
         "(SELECT count(*) FROM jobs WHERE status IN ('pending', 'queued'))")).one()
-
-
-def tally_rows(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM waiting_jobs_tally")).scalar_one()
 
 
 STATEMENTS = [  # every way a statement changes the number of waiting jobs, and some that do not
@@ -152,13 +219,33 @@ def test_the_tally_equals_the_count_of_waiting_jobs_after_every_kind_of_statemen
         assert tally_and_count(conn) == (1, 1)
 
 
-def test_the_tally_folds_its_rows_as_writes_go_on(engine):
-    # The migration's seed row, then one row per write; every 64th write folds them all into one.
-    for writes in range(1, 201):
-        add_jobs(engine, f"user {writes % 7}", "pending")
-        assert tally_rows(engine) == writes % 64 + 1, f"after {writes} writes"
+def test_writers_of_the_tally_do_not_wait_on_one_another(engine):
+    """Transactions that changed the number of waiting jobs and have not committed hold a slot each;
+    another writer takes a free one (a wait would fail on its lock timeout)."""
+    holders = [engine.connect() for _ in range(4)]
+    try:
+        for n, conn in enumerate(holders):
+            conn.begin()
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES (:u, 'held')"), {"u": f"holder {n}"})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('free', 'x')"))
+            conn.execute(sa.text("UPDATE jobs SET status = 'running' WHERE user_id = 'free'"))
+            conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('free', 'y')"))
+        with engine.connect() as conn:
+            held = conn.execute(sa.text("SELECT count(*) FROM waiting_jobs_slots s WHERE EXISTS ("
+                                        "SELECT 1 FROM waiting_jobs_slots l WHERE l.slot = s.slot "
+                                        "FOR UPDATE SKIP LOCKED)")).scalar_one()
+            assert held == 128 - 4  # the four open transactions hold four slots
+            assert tally_and_count(conn) == (1, 1)
+        for conn in holders[:2]:
+            conn.commit()
+        holders[2].rollback()
+    finally:
+        for conn in holders:
+            conn.close()
     with engine.connect() as conn:
-        assert tally_and_count(conn) == (200, 200)
+        assert tally_and_count(conn) == (3, 3)
 
 
 def test_the_tally_stays_exact_under_concurrent_writers_some_of_them_rolled_back(engine):

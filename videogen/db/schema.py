@@ -99,20 +99,20 @@ sa.Index("jobs_pending_idx", jobs.c.id, postgresql_where=jobs.c.status == "pendi
 sa.Index("jobs_status_idx", jobs.c.status)
 sa.Index("jobs_created_at_idx", jobs.c.created_at)
 sa.Index("jobs_user_created_idx", jobs.c.user_id, jobs.c.created_at)
-# Migration 0008: what a submission's two counts read, the active-jobs cap (a user's jobs in
-# CAPPED_STATUSES) and the queue position (jobs in WAITING_STATUSES with a smaller id).
-sa.Index("jobs_user_active_idx", jobs.c.user_id, postgresql_where=jobs.c.status.in_(CAPPED_STATUSES))
+# Migration 0008: the queue position's index (jobs in WAITING_STATUSES with a smaller id). Its other
+# index, of a user's jobs in CAPPED_STATUSES, went with migration 0011 (users.active_jobs is the count).
 sa.Index("jobs_waiting_idx", jobs.c.id, postgresql_where=jobs.c.status.in_(WAITING_STATUSES))
 
-# Migration 0009: rows of changes whose sum is the number of jobs in WAITING_STATUSES, written by
-# triggers on jobs (insert-only, folded now and then), and jobs_waiting_ahead(id), the queue
-# position read from the shorter side of the line. Triggers and functions are outside this metadata;
-# tests/test_submission_counts.py checks the tally against a count after every kind of change.
-waiting_jobs_tally = sa.Table(
-    "waiting_jobs_tally",
+# Migrations 0009 and 0011: the number of jobs in WAITING_STATUSES, kept by triggers on jobs in 128
+# slots updated in place (fillfactor 20: room for HOT updates on every page) (a writer takes one that no other transaction holds, so writers never wait
+# on one another), and jobs_waiting_ahead(id), the queue position read from the shorter side of the
+# line. Triggers and functions are outside this metadata; tests/test_submission_counts.py checks the
+# slots against a count after every kind of change.
+waiting_jobs_slots = sa.Table(
+    "waiting_jobs_slots",
     metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
-    sa.Column("change", sa.BigInteger, nullable=False),
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("waiting", sa.BigInteger, nullable=False),
 )
 
 job_events = sa.Table(
@@ -144,6 +144,9 @@ users = sa.Table(
     sa.Column("webhook_secret", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    # Pending, queued and running jobs of the account: kept by triggers on jobs (migration 0011), read
+    # by the active-jobs cap.
+    sa.Column("active_jobs", sa.Integer, nullable=False, server_default="0"),
 )
 
 api_keys = sa.Table(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from videogen.accounts.credits import reserve_for_job
-from videogen.db.schema import CAPPED_STATUSES, REQUEST_PARAMETERS, job_events, jobs, users
+from videogen.db.schema import REQUEST_PARAMETERS, job_events, jobs, users
 from videogen.errors import AuthenticationError, ConflictError, RateLimitedError, ValidationError
 from videogen.generation.registry import ModelRegistry
 from videogen.validation import ValidatedRequest, validate_request
@@ -139,21 +139,13 @@ def lock_user(conn: sa.Connection, user_id: str) -> None:
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(user_id))))
 
 
-def _capped_jobs(user_id: str, limit: int | None = None) -> sa.Select:
-    """How many of the user's jobs count against the cap (jobs_user_active_idx), at most ``limit``."""
-    rows = sa.select(sa.literal(1)).where(jobs.c.user_id == user_id, jobs.c.status.in_(CAPPED_STATUSES))
-    if limit is not None:
-        rows = rows.limit(limit)
-    return sa.select(sa.func.count()).select_from(rows.subquery())
-
-
 def check_active_jobs(conn: sa.Connection, user_id: str, account: Account) -> None:
     """RateLimitedError when one more active job would take the user past the active-jobs cap.
 
-    Whether there are at least ``max_active_jobs`` is all that decides, so the count stops there
-    (its cost does not grow with a backlog); only a refusal counts them all, for its message."""
-    if conn.execute(_capped_jobs(user_id, account.max_active_jobs)).scalar_one() >= account.max_active_jobs:
-        active = conn.execute(_capped_jobs(user_id)).scalar_one()
+    The count is the account's ``active_jobs``, kept by triggers on ``jobs`` (migration 0011): one
+    row read, whatever the cap and the backlog. A user id without an account has no cap to check."""
+    active = conn.execute(sa.select(users.c.active_jobs).where(users.c.id == user_id)).scalar_one_or_none()
+    if active is not None and active >= account.max_active_jobs:
         raise RateLimitedError(
             f"{active} of your jobs are pending, queued or running (the limit is {account.max_active_jobs}); "
             "submit again when one has finished", retry_after_s=account.active_jobs_retry_after_s,
