@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.context import ApiContext
 from api.errors import UnhandledErrors, error_body, install_error_handlers
+from api.fast_submit import SUBMIT_PATH, FastSubmit
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics, exposition
 from api.routes import accounts, admin, jobs, kpis, models, privacy, session, uploads
@@ -51,10 +52,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.context = ctx
     app.state.head_revision, app.state.known_revisions = known_revisions()
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit)
-    if ctx.settings.api_request_metrics:
-        app.add_middleware(RequestMetrics)
-    app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
     app.include_router(accounts.router)
     app.include_router(session.router)
     app.include_router(models.router)
@@ -64,6 +61,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(privacy.router)
     app.include_router(kpis.router)
     install_web(app)  # the web app's pages and assets, clients of the routes above
+    # Middlewares, innermost first.
+    submit_route = next(route for route in jobs.router.routes if route.path == SUBMIT_PATH and "POST" in route.methods)
+    app.add_middleware(FastSubmit, context=ctx, route=submit_route)
+    app.add_middleware(BodySizeLimit)
+    if ctx.settings.api_request_metrics:
+        app.add_middleware(RequestMetrics)
+    app.add_middleware(UnhandledErrors)  # added last: the outermost of ours
 
     @app.get("/metrics", tags=["operations"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})

@@ -85,7 +85,7 @@ class ApiContext:
         """POST /jobs and GET /jobs/{id} when nothing in them needs refusing (asyncpg; its own pool, next
         to the engine's)."""
         return OneTripCalls(self.settings.database_url, limiter=self.limiter, registry=self.registry,
-                            account=self.account_limits)
+                            account=self.account_limits, max_connections=self.settings.api_db_connections)
 
     @cached_property
     def platform_metrics(self):

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from api.context import ApiContext
 from api.session_cookies import ACCESS_COOKIE, check_csrf
@@ -79,42 +78,20 @@ def presented(ctx: ApiContext, authorization: str | None, api_key: str | None, r
         return None
 
 
-async def _json_body_fits(request: Request, model: type[BaseModel]) -> bool:
-    """Whether FastAPI will accept the request's body as ``model`` (checked conservatively: JSON
-    declared as such, and valid)."""
-    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
-        return False
-    try:
-        model.model_validate(await request.json())  # the body FastAPI has read and parsed already
-    except Exception:  # noqa: BLE001 - any doubt: the general path
-        return False
-    return True
-
-
-def submitter(model: type[BaseModel] | None):
-    """A dependency for a route that can check its caller inside its own statement (POST /jobs with
-    ``model``, its body's; GET /jobs/{id} with None, no body: :data:`reader`):
-
-    - credentials that pass :func:`presented` and a body that ``model`` accepts: the
-      :class:`Credentials`, checked by the route's statement;
-    - anything else: exactly :func:`caller` (authentication and the rate limit first, so a request
-      with bad credentials gets its 401 before its body's 422, and an invalid body is counted)."""
-
-    async def dependency(
-        ctx: Context,
-        request: Request,
-        authorization: Annotated[str | None, Header()] = None,
-        x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-    ) -> Principal | Credentials:
-        credentials = presented(ctx, authorization, x_api_key, request)
-        if credentials is not None and (model is None or await _json_body_fits(request, model)):
-            return credentials
-        return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
-
-    return dependency
-
-
-reader = submitter(None)  # a read whose route checks its caller inside its own statement
+async def reader(
+    ctx: Context,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> Principal | Credentials:
+    """A dependency for a route that checks its caller inside its own statement (GET /jobs/{id}):
+    credentials that pass :func:`presented`, to be checked by the route's statement; anything else,
+    exactly :func:`caller` (authentication and the rate limit). ``POST /jobs`` does the same before
+    FastAPI's request path (:mod:`api.fast_submit`)."""
+    credentials = presented(ctx, authorization, x_api_key, request)
+    if credentials is not None:
+        return credentials
+    return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
 
 
 def viewer(

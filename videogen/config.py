@@ -235,6 +235,8 @@ class Settings(BaseSettings):
                                           "client address (and log-ins per email) per minute", default=10, ge=1)
     api_max_active_jobs: int = _var("VIDEOGEN_API_MAX_ACTIVE_JOBS", "pending, queued or running jobs a user may "
                                     "have at once through the API", default=20, ge=1)
+    api_db_connections: int = _var("VIDEOGEN_API_DB_CONNECTIONS", "database connections per API worker for the "
+                                   "calls answered in one statement (submissions and job reads)", default=4, ge=1)
     api_request_metrics: bool = _var("VIDEOGEN_API_REQUEST_METRICS", "count and time every API request for "
                                      "/metrics (0 turns the middleware off, to measure what it costs)", default=True)
     webhook_allow_private: bool = _var("VIDEOGEN_WEBHOOK_ALLOW_PRIVATE", "let callback URLs reach loopback, "

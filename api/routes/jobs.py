@@ -22,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from api.context import ApiContext
-from api.deps import Caller, Context, Viewer, caller, reader, require_write, submitter
+from api.deps import Caller, Context, Viewer, caller, reader, require_write
 from api.errors import error_body
 from api.schemas import JobCreate, JobDraft, JobError, JobEventOut, JobOut, JobPage, ProblemOut, QuoteOut, Status
 from videogen.accounts.users import Principal
@@ -47,7 +47,6 @@ STREAM_KEEPALIVE_S = 15.0
 OUTPUT_FILES = re.compile(r"subtitles\.(srt|vtt)|scene_[0-9]{2}\.png")
 OUTPUT_TYPES = {".srt": "application/x-subrip", ".vtt": "text/vtt", ".png": "image/png"}
 INT_PARAMETERS = ("width", "height", "num_frames", "fps", "steps", "seed")
-Submitter = Annotated[Principal | Credentials, Depends(submitter(JobCreate))]
 Reader = Annotated[Principal | Credentials, Depends(reader)]
 MAX_JOB_ID = 2**63 - 1  # jobs.id is a bigint: larger ids take the general path, which answers 404
 
@@ -112,37 +111,12 @@ def _idempotency_key(raw: str | None) -> str | None:
                         402: {"description": "The balance does not cover the job's price."},
                         422: {"description": "The request is invalid; the job is stored as `rejected`."},
                         429: {"description": "Rate limit, or too many active jobs."}})
-async def submit(body: JobCreate, who: Submitter, ctx: Context, request: Request,
-                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Any:
+def submit(body: JobCreate, principal: Caller, ctx: Context,
+           idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Any:
     """Submit a generation request. Its price in credits is reserved from the balance at once and
     given back if the job ends rejected, failed or canceled."""
-    if isinstance(who, Credentials):
-        answered = await _submit_in_one_trip(ctx, who, body, idempotency_key)
-        if answered is not None:
-            return answered
-        # Something to refuse, or a repeated Idempotency-Key: the general path, from the start.
-        who = await run_in_threadpool(caller, ctx, request, request.headers.get("authorization"),
-                                      request.headers.get("x-api-key"))
-    return await run_in_threadpool(_submit, body, who, ctx, idempotency_key)
-
-
-async def _submit_in_one_trip(ctx: ApiContext, credentials: Credentials, body: JobCreate,
-                              idempotency_key: str | None) -> Response | None:
-    """A new job, or None when the general path must answer. Callback URLs take the general path
-    (their check resolves the host name, which must not block the event loop)."""
-    if body.callback_url is not None:
-        return None
-    try:
-        key = _idempotency_key(idempotency_key)
-    except ValidationError:
-        return None
-    done = await ctx.one_trip.submit(credentials, JobRequest(user_id="", idempotency_key=key, **body.model_dump()))
-    if done is None:
-        return None
-    logger.info("job submitted", extra={"job_id": done.job["id"], "user_id": done.principal.user_id})
-    # Serialized here: FastAPI would validate the JobOut a second time against the response model.
-    return Response(job_out(ctx, done.job, done.queue_position).model_dump_json(), status_code=201,
-                    media_type="application/json")
+    # A request with nothing to refuse never gets here: api.fast_submit answers it in one trip.
+    return _submit(body, principal, ctx, idempotency_key)
 
 
 def _submit(body: JobCreate, principal: Principal, ctx: ApiContext, idempotency_key: str | None) -> Any:
@@ -224,7 +198,7 @@ async def get_job(job_id: int, who: Reader, ctx: Context, request: Request) -> A
     if isinstance(who, Credentials):
         if 0 < job_id <= MAX_JOB_ID:
             done = await ctx.one_trip.read_job(who, job_id)
-            if done is not None:  # serialized here, as in _submit_in_one_trip
+            if done is not None:  # serialized here, as api.fast_submit does
                 out = (await run_in_threadpool(job_out, ctx, done.job, done.queue_position)
                        if _presigns(ctx, done.job) else job_out(ctx, done.job, done.queue_position))
                 return Response(out.model_dump_json(), media_type="application/json")
