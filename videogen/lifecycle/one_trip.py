@@ -9,6 +9,12 @@ transactions and a dozen statements for that; :meth:`OneTripCalls.submit` calls 
 position, in ``api_read_job()`` (migration 0010) through :meth:`OneTripCalls.read_job`. Both run over
 an asyncpg pool, so that the API's event loop does not hand each request to a worker thread.
 
+Submissions that arrive while every connection is busy wait together and go to the database in one
+statement, ``api_submit_jobs()`` (migration 0012), which runs ``api_submit_job()`` for each of them
+in a subtransaction of its own (:class:`SubmissionBatches`): one transaction and one round trip for
+several submissions. A batch that fails as a whole for any other reason than a refusal is sent
+again one submission at a time, so that only the submission at fault fails.
+
 A function succeeds only when no step refuses. Otherwise it raises SQLSTATE ``VGS01``, its
 statement rolls back entirely (the rate-limit count too), and the method returns None: the caller
 then runs the general path from the start, which counts the request once and answers with the
@@ -37,12 +43,21 @@ from videogen.lifecycle.submission import Account, JobRequest, row_values
 from videogen.validation import validate_request
 
 SUBMIT_FUNCTION = "api_submit_job"  # migration 0007
+BATCH_FUNCTION = "api_submit_jobs"  # migration 0012
+# Under the 64 subtransactions a backend lists in shared memory (one per element): past them, every
+# snapshot in the cluster gets slower.
+MAX_BATCH = 32
 GENERAL_PATH_SQLSTATE = "VGS01"  # raised by the function: "let the general path answer"
 _ARGUMENTS = ("key_prefix", "key_hash", "token_user", "window", "rate_limit", "cleanup_before", "max_active",
               "price", "prompt", "negative_prompt", *REQUEST_PARAMETERS, "priority", "idempotency_key",
               "callback_url")
 _CALL = (f"SELECT * FROM {SUBMIT_FUNCTION}("
          + ", ".join(f"p_{name} => ${i}" for i, name in enumerate(_ARGUMENTS, start=1)) + ")")
+# What the submissions of a batch share; every other argument is an array, one element each.
+_SHARED = ("window", "rate_limit", "cleanup_before", "max_active")
+_ELEMENT = tuple(name for name in _ARGUMENTS if name not in _SHARED)
+_BATCH_CALL = (f"SELECT * FROM {BATCH_FUNCTION}("
+               + ", ".join(f"p_{name} => ${i}" for i, name in enumerate(_ARGUMENTS, start=1)) + ")")
 READ_FUNCTION = "api_read_job"  # migration 0010
 _READ_CALL = (f"SELECT * FROM {READ_FUNCTION}(p_key_prefix => $1, p_key_hash => $2, p_token_user => $3, "
               "p_window => $4, p_rate_limit => $5, p_cleanup_before => $6, p_job_id => $7)")
@@ -90,6 +105,7 @@ class OneTripCalls:
         self.dsn, self.limiter, self.registry, self.account = asyncpg_dsn(database_url), limiter, registry, account
         self.max_connections = max_connections
         self._pool: asyncpg.Pool | None = None
+        self._batches: SubmissionBatches | None = None
         self._opening: asyncio.Lock | None = None
 
     async def _connections(self) -> asyncpg.Pool:
@@ -108,7 +124,8 @@ class OneTripCalls:
 
     async def submit(self, credentials: Credentials, request: JobRequest) -> Answered | None:
         """Submit ``request`` as whoever ``credentials`` name, or None when the general path must
-        answer (the request's ``user_id`` is not used: the function takes the credentials' account)."""
+        answer (the request's ``user_id`` is not used: the function takes the credentials' account).
+        Sent with the submissions waiting for a connection at the same moment, if any."""
         if not self.account.reserve_credits or request.storyboard is not None or request.audio_prompt_key is not None:
             return None  # films and audio prompts: checks of their own (uploads, scenes) on the general path
         try:
@@ -116,10 +133,37 @@ class OneTripCalls:
         except ValidationError:
             return None  # stored as rejected by the general path
         values = {**_COLUMN_DEFAULTS, **row_values(request)}
-        counted = self._counted(credentials)
-        arguments = {**counted, "max_active": self.account.max_active_jobs, "price": price,
-                     **{name: values.get(name) for name in _ARGUMENTS[8:]}}
-        return await self._call(_CALL, *(arguments[name] for name in _ARGUMENTS))
+        element = {"key_prefix": credentials.key_prefix, "key_hash": credentials.key_hash,
+                   "token_user": credentials.token_user, "price": price,
+                   **{name: values.get(name) for name in _ARGUMENTS[8:]}}
+        if self._batches is None:
+            self._batches = SubmissionBatches(self._submit_batch, self.max_connections, MAX_BATCH)
+        return await self._batches.add(element)
+
+    async def _submit_batch(self, elements: list[dict[str, Any]]) -> list[Answered | None | Exception]:
+        """Each element's answer, or the exception its own statement raised."""
+        window = self.limiter.window(time.time())
+        shared = {"window": window, "rate_limit": self.limiter.limit,
+                  "cleanup_before": self.limiter.cleanup_before(window), "max_active": self.account.max_active_jobs}
+        if len(elements) > 1:
+            pool = await self._connections()
+            arrays = {name: [element[name] for element in elements] for name in _ELEMENT}
+            try:
+                rows = await pool.fetch(_BATCH_CALL, *({**shared, **arrays}[name] for name in _ARGUMENTS))
+            except asyncpg.PostgresError:
+                pass  # not a refusal (those are caught per element): one at a time, so only its cause fails
+            else:
+                answers: list[Answered | None | Exception] = [None] * len(elements)
+                for row in rows:
+                    answers[row["ord"] - 1] = _answered(row)
+                return answers
+        answers = []
+        for element in elements:
+            try:
+                answers.append(await self._call(_CALL, *({**shared, **element}[name] for name in _ARGUMENTS)))
+            except Exception as exc:  # noqa: BLE001 - this submission's own failure, handed to its caller
+                answers.append(exc)
+        return answers
 
     async def read_job(self, credentials: Credentials, job_id: int) -> Answered | None:
         """The job ``job_id`` as whoever ``credentials`` name may see it, with its queue position, or
@@ -142,9 +186,64 @@ class OneTripCalls:
             if exc.sqlstate == GENERAL_PATH_SQLSTATE:
                 return None
             raise
-        principal = Principal(row["user_id"], row["email"], row["role"], frozenset(row["scopes"]), row["key_id"])
-        job = dict(row["job"])
-        for name in _JSON_COLUMNS:  # as psycopg2 gives them to the general path (a film's storyboard)
-            if isinstance(job[name], str):
-                job[name] = json.loads(job[name])
-        return Answered(principal, job, row["queue_position"])
+        return _answered(row)
+
+
+def _answered(row: asyncpg.Record) -> Answered:
+    principal = Principal(row["user_id"], row["email"], row["role"], frozenset(row["scopes"]), row["key_id"])
+    job = dict(row["job"])
+    for name in _JSON_COLUMNS:  # as psycopg2 gives them to the general path (a film's storyboard)
+        if isinstance(job[name], str):
+            job[name] = json.loads(job[name])
+    return Answered(principal, job, row["queue_position"])
+
+
+class SubmissionBatches:
+    """Submissions that arrive while ``senders`` batches are on their way wait together; the next
+    free sender takes up to ``max_batch`` of them at once. A lone submission goes at once, alone.
+
+    ``send(elements)`` answers each element (a result, or the exception of that element alone). A
+    caller that stops waiting (its client left) before its batch is sent is dropped from it."""
+
+    def __init__(self, send, senders: int, max_batch: int) -> None:
+        self.send, self.senders, self.max_batch = send, senders, max_batch
+        self._waiting: list[tuple[Any, asyncio.Future]] = []
+        self._busy = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def add(self, element: Any) -> Any:
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((element, answer))
+        if self._busy < self.senders:
+            self._busy += 1
+            task = asyncio.create_task(self._sender())
+            self._tasks.add(task)  # a reference until it ends: the loop keeps only weak ones
+            task.add_done_callback(self._tasks.discard)
+        result = await answer
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _sender(self) -> None:
+        try:
+            while self._waiting:
+                batch = [(element, answer) for element, answer in self._waiting[:self.max_batch] if not answer.done()]
+                del self._waiting[:self.max_batch]
+                if not batch:
+                    continue
+                try:
+                    results = await self.send([element for element, _ in batch])
+                except Exception as exc:  # the whole batch (the pool is closed, say): every caller hears of it
+                    for _, answer in batch:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                except BaseException:  # this sender is canceled (the loop shuts down): so are its callers
+                    for _, answer in batch:
+                        answer.cancel()
+                    raise
+                for (_, answer), result in zip(batch, results, strict=True):
+                    if not answer.done():
+                        answer.set_result(result)
+        finally:
+            self._busy -= 1
