@@ -92,6 +92,30 @@ def test_db_upgrade_is_idempotent(cli):
     assert result.returncode == 0 and as_json(result) == {"upgraded_to": "head"}
 
 
+def test_db_recount_sets_the_counts_a_load_without_triggers_left_wrong(cli, database_url):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO users (id, email) VALUES ('ana', 'ana@example.com'), ('bo', 'bo@example.com')"))
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'counted')"))
+        conn.execute(sa.text("ALTER TABLE jobs DISABLE TRIGGER USER"))  # as a restore with --disable-triggers
+        conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, status) VALUES ('ana', 'x', 'queued'), "
+                             "('bo', 'y', 'running'), ('bo', 'z', 'succeeded')"))
+        conn.execute(sa.text("ALTER TABLE jobs ENABLE TRIGGER USER"))
+    result = cli("db", "recount", "--json")
+    assert result.returncode == 0, result.stderr
+    assert as_json(result) == {"waiting_before": 1, "waiting": 2, "accounts_corrected": 2}
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.text("SELECT id, active_jobs FROM users")).all()) == {"ana": 2, "bo": 1}
+        assert conn.execute(sa.text("SELECT sum(waiting) FROM waiting_jobs_slots")).scalar_one() == 2
+    again = cli("db", "recount")
+    assert again.returncode == 0
+    assert again.stdout.decode().strip() == ("waiting jobs: 2 (the slots said 2); accounts whose active-jobs "
+                                             "count was corrected: 0")
+    engine.dispose()
+
+
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The error a person sees: stderr, which must be one readable line (no traceback)."""
     text = result.stderr.decode()

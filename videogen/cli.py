@@ -346,6 +346,23 @@ def cmd_db_upgrade(args: argparse.Namespace, settings) -> int:
     return EXIT_OK
 
 
+def cmd_db_recount(args: argparse.Namespace, settings) -> int:
+    import sqlalchemy as sa
+
+    from videogen.db.counts import recount
+
+    engine = sa.create_engine(settings.database_url)
+    try:
+        done = recount(engine)
+    finally:
+        engine.dispose()
+    _emit(args, {"waiting_before": done.waiting_before, "waiting": done.waiting,
+                 "accounts_corrected": done.accounts_corrected},
+          f"waiting jobs: {done.waiting} (the slots said {done.waiting_before}); "
+          f"accounts whose active-jobs count was corrected: {done.accounts_corrected}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videogen", description="Text-to-video jobs on the videogen platform.")
     common = argparse.ArgumentParser(add_help=False)
@@ -442,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", parents=[common], help="apply migrations")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    recount = db_sub.add_parser("recount", parents=[common], help="set the counts kept by triggers (active jobs "
+                                "per account, waiting jobs) from the jobs table, after a load that bypassed them")
+    recount.set_defaults(func=cmd_db_recount)
     return parser
 
 
