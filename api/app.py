@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.context import ApiContext
 from api.errors import UnhandledErrors, error_body, install_error_handlers
-from api.fast_submit import SUBMIT_PATH, FastSubmit
+from api.fast_path import SUBMIT_PATH, OneTripRoutes
 from api.limits import BodySizeLimit
 from api.metrics import RequestMetrics, exposition
 from api.routes import accounts, admin, jobs, kpis, models, privacy, session, uploads
@@ -63,7 +63,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_web(app)  # the web app's pages and assets, clients of the routes above
     # Middlewares, innermost first.
     submit_route = next(route for route in jobs.router.routes if route.path == SUBMIT_PATH and "POST" in route.methods)
-    app.add_middleware(FastSubmit, context=ctx, route=submit_route)
+    read_route = next(route for route in jobs.router.routes if route.path == SUBMIT_PATH + "/{job_id}"
+                      and "GET" in route.methods)
+    app.add_middleware(OneTripRoutes, context=ctx, submit_route=submit_route, read_route=read_route)
     app.add_middleware(BodySizeLimit)
     if ctx.settings.api_request_metrics:
         app.add_middleware(RequestMetrics)

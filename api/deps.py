@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 
 from api.context import ApiContext
 from api.session_cookies import ACCESS_COOKIE, check_csrf
@@ -76,22 +75,6 @@ def presented(ctx: ApiContext, authorization: str | None, api_key: str | None, r
         return Credentials(token_user=ctx.access_tokens.subject(token.strip()))
     except VideogenError:
         return None
-
-
-async def reader(
-    ctx: Context,
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-) -> Principal | Credentials:
-    """A dependency for a route that checks its caller inside its own statement (GET /jobs/{id}):
-    credentials that pass :func:`presented`, to be checked by the route's statement; anything else,
-    exactly :func:`caller` (authentication and the rate limit). ``POST /jobs`` does the same before
-    FastAPI's request path (:mod:`api.fast_submit`)."""
-    credentials = presented(ctx, authorization, x_api_key, request)
-    if credentials is not None:
-        return credentials
-    return await run_in_threadpool(caller, ctx, request, authorization, x_api_key)
 
 
 def viewer(

@@ -1,3 +1,4 @@
+import pytest
 import sqlalchemy as sa
 
 from tests.conftest import create_database
@@ -149,4 +150,53 @@ def test_0011_starts_each_accounts_count_from_its_active_jobs_and_its_downgrade_
         conn.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'after the downgrade')"))
     upgrade(url)
     assert state() == ("kept", {"ana": 4, "bo": 0})
+    engine.dispose()
+
+
+def test_an_upgrade_gives_way_to_requests_holding_its_tables_and_tries_again(admin_url):
+    """0011 locks jobs and users, which requests lock in both orders: it waits at most 0.5 s for a lock,
+    so that it, not a request, gives way; videogen.db.migrate.upgrade then tries again."""
+    import logging
+    import threading
+
+    from tests.waiting import wait_until
+
+    url = create_database(admin_url, migrate=False)
+    upgrade(url, "0010")
+    engine = sa.create_engine(url)
+    gave_way: list[str] = []
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            gave_way.append(record.getMessage())
+
+    watch = Watch()
+    logging.getLogger("videogen.db.migrate").addHandler(watch)
+    request = engine.connect()
+    try:
+        request.begin()
+        request.execute(sa.text("INSERT INTO jobs (user_id, prompt) VALUES ('ana', 'in flight')"))  # holds jobs
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            upgrade(url, attempts=1)
+        errors: list[BaseException] = []
+
+        def upgrade_in_background() -> None:
+            try:
+                upgrade(url)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=upgrade_in_background)
+        thread.start()
+        wait_until(lambda: gave_way, 30, "the upgrade to give way once")
+        request.commit()
+        thread.join(timeout=60)
+        assert not thread.is_alive() and not errors, errors
+    finally:
+        request.close()
+        logging.getLogger("videogen.db.migrate").removeHandler(watch)
+    assert "55P03" in gave_way[0]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT active_jobs FROM users")).all() == []  # at head: the column exists
+        assert conn.execute(sa.text("SELECT count(*) FROM jobs")).scalar_one() == 1
     engine.dispose()

@@ -87,6 +87,12 @@ def test_a_refused_submission_in_a_batch_is_rolled_back_alone(engine, database_u
     assert len(writers(engine, [answers[0].job["id"], answers[-2].job["id"]])) == 1
     assert {case: traces(engine, user_id) for case, (user_id, _) in refused.items()} == before
     assert traces(engine, good_id)["hits"] == 2  # the refused third one left no count either
+    with engine.connect() as conn:  # and the counts kept by triggers agree with the rows
+        assert conn.execute(sa.text(
+            "SELECT bool_and(u.active_jobs = (SELECT count(*) FROM jobs j WHERE j.user_id = u.id "
+            "AND j.status IN ('pending', 'queued', 'running'))) FROM users u")).scalar_one()
+        assert conn.execute(sa.text("SELECT (SELECT sum(waiting) FROM waiting_jobs_slots) = "
+                                    "(SELECT count(*) FROM jobs WHERE status IN ('pending', 'queued'))")).scalar_one()
 
 
 def test_batches_that_share_accounts_in_opposite_orders_do_not_deadlock(engine, database_url):
@@ -132,3 +138,117 @@ def test_a_batch_that_fails_for_another_reason_is_sent_again_one_at_a_time(engin
     assert (before.job["prompt"], after.job["prompt"]) == ("before", "after")
     assert len(writers(engine, [before.job["id"], after.job["id"]])) == 2  # sent one at a time
     assert traces(engine, user_id)["jobs"] == 2
+
+
+# ── the waits that could close a cycle with a batch (reproduced by a review, then removed) ──────────
+def call_submit(conn: sa.Connection, prefix: str, digest: str, *, cleanup_before: int | None = None):
+    """api_submit_job() as OneTripCalls calls it, on ``conn``."""
+    return conn.execute(sa.text(
+        "SELECT (s.job).id FROM api_submit_job(p_key_prefix => :p, p_key_hash => :h, p_token_user => NULL, "
+        "p_window => :w, p_rate_limit => 1000, p_cleanup_before => :c, p_max_active => 1000, p_price => 0.1, "
+        "p_prompt => 'x', p_negative_prompt => '', p_model => 'tiny', p_width => '64', p_height => '64', "
+        "p_num_frames => '9', p_fps => '8', p_steps => '4', p_guidance_scale => '5', p_seed => '1', "
+        "p_quality_preset => 'STANDARD', p_priority => 0, p_idempotency_key => NULL, p_callback_url => NULL) s"),
+        {"p": prefix, "h": digest, "w": 1_000_000, "c": cleanup_before}).scalar_one()
+
+
+def call_read(conn: sa.Connection, prefix: str, digest: str, job_id: int, *, cleanup_before: int | None = None):
+    return conn.execute(sa.text(
+        "SELECT (r.job).id FROM api_read_job(p_key_prefix => :p, p_key_hash => :h, p_token_user => NULL, "
+        "p_window => 1000000, p_rate_limit => 1000, p_cleanup_before => :c, p_job_id => :j) r"),
+        {"p": prefix, "h": digest, "c": cleanup_before, "j": job_id}).scalar_one()
+
+
+def test_the_one_trip_functions_never_wait_for_a_key_row_or_an_old_window_another_transaction_holds(engine):
+    """A transaction that holds a key's row (the general path's caller() updating its last use) or an
+    old rate-limit window (another cleanup) does not make api_submit_job() or api_read_job() wait: a
+    batch holding several accounts' rate-limit rows could otherwise wait on it in a cycle."""
+    _, credentials = account(engine)
+    key, digest = credentials.key_prefix, credentials.key_hash
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO api_rate_limits (user_id, window_start, count) VALUES ('old', 1, 1), ('old', 2, 1)"))
+    holder = engine.connect()
+    try:
+        with holder.begin():
+            holder.execute(sa.text("UPDATE api_keys SET last_used_at = NULL WHERE prefix = :p"), {"p": key})
+        holder.begin()
+        holder.execute(sa.text("SELECT 1 FROM api_keys WHERE prefix = :p FOR UPDATE"), {"p": key})
+        holder.execute(sa.text("SELECT 1 FROM api_rate_limits WHERE user_id = 'old' AND window_start = 1 FOR UPDATE"))
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))  # a wait fails the test
+            job_id = call_submit(conn, key, digest, cleanup_before=100)
+            assert call_read(conn, key, digest, job_id, cleanup_before=100) == job_id
+            left = conn.execute(sa.text("SELECT window_start FROM api_rate_limits WHERE user_id = 'old'")).scalars().all()
+            last_used = conn.execute(sa.text("SELECT last_used_at FROM api_keys WHERE prefix = :p"), {"p": key}).scalar()
+        assert left == [1]  # the held window is left to its holder, the other one deleted
+        assert last_used is None  # the holder writes the key's last use
+        holder.rollback()
+    finally:
+        holder.close()
+
+
+def test_the_general_path_cleanup_skips_an_old_window_another_transaction_holds(engine, monkeypatch):
+    user_id, _ = account(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO api_rate_limits (user_id, window_start, count) VALUES ('old', 1, 1), ('old', 2, 1)"))
+    monkeypatch.setattr(SharedRateLimiter, "cleanup_before", staticmethod(lambda window: window - 3600))
+    holder = engine.connect()
+    try:
+        holder.begin()
+        holder.execute(sa.text("SELECT 1 FROM api_rate_limits WHERE user_id = 'old' AND window_start = 1 FOR UPDATE"))
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            assert SharedRateLimiter(engine, 10).hit(user_id, conn=conn).allowed
+            left = conn.execute(sa.text("SELECT window_start FROM api_rate_limits WHERE user_id = 'old'")).scalars().all()
+        assert left == [1]
+        holder.rollback()
+    finally:
+        holder.close()
+
+
+def test_an_erasure_does_not_hold_the_account_while_it_waits_for_a_job_a_transition_holds(engine, tmp_path):
+    """A job's transition locks the job, then its owner's row (the active count, a refund); the
+    erasure locks the account's jobs before the account: while it waits for the job, the transition
+    can still take the owner's row."""
+    import threading
+
+    from tests.waiting import wait_until
+    from videogen.accounts.erasure import AccountEraser
+    from videogen.storage.local import LocalObjectStorage
+
+    user_id, _ = account(engine)
+    with engine.begin() as conn:
+        job_id = conn.execute(sa.text("INSERT INTO jobs (user_id, prompt, status, callback_url) VALUES "
+                                      "(:u, 'x', 'succeeded', 'https://example.com/h') RETURNING id"),
+                              {"u": user_id}).scalar_one()
+    transition = engine.connect()
+    errors: list[BaseException] = []
+    try:
+        transition.begin()
+        transition.execute(sa.text("SELECT 1 FROM jobs WHERE id = :j FOR UPDATE"), {"j": job_id})
+        eraser = AccountEraser(engine, LocalObjectStorage(root=tmp_path / "bucket"))
+
+        def erase() -> None:
+            try:
+                eraser.erase(user_id, requested_by=user_id)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=erase)
+        thread.start()
+
+        def waiting_for_a_lock() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                            "AND wait_event_type = 'Lock'")).scalar_one() > 0
+
+        wait_until(waiting_for_a_lock, 30, "the erasure to wait for the job's row")
+        transition.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        transition.execute(sa.text("UPDATE users SET credit_balance = credit_balance WHERE id = :u"), {"u": user_id})
+        transition.commit()
+        thread.join(timeout=60)
+        assert not thread.is_alive() and not errors, errors
+    finally:
+        transition.close()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT user_id <> :u FROM jobs WHERE id = :j"), {"u": user_id, "j": job_id}).scalar()

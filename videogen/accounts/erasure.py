@@ -115,9 +115,17 @@ class AccountEraser:
             raise ConflictError(f"account {user_id} has already been erased", code="already_erased")
         return row
 
+    @staticmethod
+    def _lock_jobs(conn: sa.Connection, user_id: str) -> None:
+        # A job's status change locks the job, then its owner's row (the count of active jobs, a
+        # refund): the jobs first here too, before the users row, so the two never wait on each other
+        # in opposite orders.
+        conn.execute(sa.select(jobs.c.id).where(jobs.c.user_id == user_id).order_by(jobs.c.id).with_for_update())
+
     def _lock_out(self, user_id: str) -> list[int]:
         with self.engine.begin() as conn:
             self._submission_lock(conn, user_id)
+            self._lock_jobs(conn, user_id)
             self._account(conn, user_id)
             conn.execute(users.update().where(users.c.id == user_id).values(
                 deleted_at=sa.func.coalesce(users.c.deleted_at, sa.func.now()), password_hash=None,
@@ -152,6 +160,7 @@ class AccountEraser:
         anonymous = anonymous_id()
         with self.engine.begin() as conn:
             self._submission_lock(conn, user_id)
+            self._lock_jobs(conn, user_id)
             account = self._account(conn, user_id)
             erased_at = account["deleted_at"]
             # Counted here, not in _lock_out, so that a resumed erasure reports what it revoked.

@@ -61,7 +61,12 @@ class SharedRateLimiter:
         ).scalar_one()
         cleanup_before = self.cleanup_before(window)
         if cleanup_before is not None:
-            conn.execute(api_rate_limits.delete().where(api_rate_limits.c.window_start < cleanup_before))
+            # Skipping rows another cleanup is deleting: a wait here, with this user's row held, could
+            # close a cycle with a batch of submissions (migration 0012), which holds several users' rows.
+            old = (sa.select(api_rate_limits.c.user_id, api_rate_limits.c.window_start)
+                   .where(api_rate_limits.c.window_start < cleanup_before).with_for_update(skip_locked=True))
+            conn.execute(api_rate_limits.delete().where(
+                sa.tuple_(api_rate_limits.c.user_id, api_rate_limits.c.window_start).in_(old)))
         if count <= self.limit:
             return RateDecision(True, count, 0)
         return RateDecision(False, count, max(1, math.ceil(window + self.window_s - moment)))

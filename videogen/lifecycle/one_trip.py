@@ -118,6 +118,9 @@ class OneTripCalls:
         return self._pool
 
     async def close(self) -> None:
+        if self._batches is not None:
+            await self._batches.aclose()
+            self._batches = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -233,7 +236,9 @@ class SubmissionBatches:
                     continue
                 try:
                     results = await self.send([element for element, _ in batch])
-                except Exception as exc:  # the whole batch (the pool is closed, say): every caller hears of it
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"{len(results)} answers to a batch of {len(batch)} submissions")
+                except Exception as exc:  # noqa: BLE001 - the whole batch (say, a closed pool): all callers hear of it
                     for _, answer in batch:
                         if not answer.done():
                             answer.set_exception(exc)
@@ -247,3 +252,12 @@ class SubmissionBatches:
                         answer.set_result(result)
         finally:
             self._busy -= 1
+
+    async def aclose(self) -> None:
+        """Stop the senders; their callers, and those still waiting, are canceled."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _, answer in self._waiting:
+            answer.cancel()
+        self._waiting.clear()

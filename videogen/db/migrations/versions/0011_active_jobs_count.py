@@ -23,7 +23,9 @@ user to 1.30 ms with 200 (the same calls without the check stayed at 0.52 ms).
 - A new ``users`` row starts from the jobs that already carry its id (BEFORE INSERT).
 - ``api_submit_job()``: the cap check, the check that the account was not erased meanwhile and the
   credit reservation are one UPDATE of the user's row (``active_jobs < p_max_active``); nothing else
-  changes. The general path (videogen.lifecycle.submission.check_active_jobs) reads the same column.
+  changes but two waits that could close a cycle with a batch of submissions (0012): the key's
+  ``last_used_at`` and the deletion of old rate-limit windows skip rows another transaction holds.
+  The general path (videogen.lifecycle.submission.check_active_jobs) reads the same column.
 
 - The tally of waiting jobs (0009) becomes ``waiting_jobs_slots``: 128 rows updated in place, not rows
   inserted and folded. 0009's fold deleted its rows, and the sum read every page they had filled
@@ -48,6 +50,14 @@ user to 1.30 ms with 200 (the same calls without the check stayed at 0.52 ms).
 Lock order: a job's transition now also updates its owner's row (as a refund already did for failed
 and canceled jobs); a submission updates that row first and inserts the job after, into a row no one
 else holds, so the two never wait on each other in opposite orders.
+
+Upgrading while the API serves: the upgrade locks ``jobs`` and ``users``, which requests in flight
+lock in both orders; it waits at most 0.5 s for a lock (then ``videogen db upgrade`` tries again),
+so that it, and not a request, gives way when they meet in a cycle.
+
+An account created by SQL with an id that already has jobs, while one of those jobs is being
+inserted, can miss that job in its count (neither trigger sees the other's uncommitted row);
+accounts made by videogen have random ids. ``videogen db recount`` sets the counts from the rows.
 
 Writers to ``jobs`` must run under READ COMMITTED (all of videogen's do): under REPEATABLE READ, a
 slot updated by a transaction that committed after the writer's snapshot is a serialization failure.
@@ -223,15 +233,20 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'account';
     END IF;
     IF v_key.id IS NOT NULL AND (v_key.last_used_at IS NULL OR v_key.last_used_at < now() - interval '1 minute') THEN
-        UPDATE api_keys SET last_used_at = now() WHERE id = v_key.id;  -- to the minute, as ApiKeys does
+        -- To the minute, as ApiKeys does; never waiting for the key's row (whoever holds it writes the
+        -- same minute), so that a batch (0012), which takes its accounts' rows in its own order, never
+        -- waits on a key in a cycle.
+        UPDATE api_keys SET last_used_at = now()
+        WHERE id = (SELECT k2.id FROM api_keys k2 WHERE k2.id = v_key.id FOR UPDATE SKIP LOCKED);
     END IF;
 
     -- The request counted against the per-second limit (SharedRateLimiter.hit).
     INSERT INTO api_rate_limits AS r (user_id, window_start, count) VALUES (v_user.id, p_window, 1)
     ON CONFLICT ON CONSTRAINT api_rate_limits_pkey DO UPDATE SET count = r.count + 1
     RETURNING r.count INTO v_count;
-    IF p_cleanup_before IS NOT NULL THEN
-        DELETE FROM api_rate_limits WHERE window_start < p_cleanup_before;
+    IF p_cleanup_before IS NOT NULL THEN  -- old windows, skipping rows another cleanup is deleting
+        DELETE FROM api_rate_limits WHERE ctid = ANY (ARRAY(
+            SELECT r2.ctid FROM api_rate_limits r2 WHERE r2.window_start < p_cleanup_before FOR UPDATE SKIP LOCKED));
     END IF;
     IF v_count > p_rate_limit THEN
         RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'rate limit';
@@ -280,6 +295,11 @@ $fn$
 
 
 def upgrade() -> None:
+    # Requests in flight lock users and jobs in both orders (a submission: users, then jobs; a refund:
+    # jobs, then users), so this upgrade can meet one of them in a cycle whichever order it takes.
+    # It gives up after 0.5 s of waiting, before PostgreSQL's deadlock check (1 s) would abort the
+    # request instead; videogen.db.migrate.upgrade then tries again.
+    op.execute("SET LOCAL lock_timeout = '500ms'")
     # No job changes between the counts and the triggers: SHARE ROW EXCLUSIVE lets readers in, no writer.
     op.execute("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
     op.execute(ACTIVE_JOBS)
@@ -301,6 +321,7 @@ def _revision_0009():
 
 def downgrade() -> None:
     before = _revision_0009()
+    op.execute("SET LOCAL lock_timeout = '500ms'")  # as the upgrade
     op.execute("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE")
     for operation in ("insert", "update", "delete", "truncate"):
         op.execute(f"DROP TRIGGER jobs_tally_waiting_{operation} ON jobs")

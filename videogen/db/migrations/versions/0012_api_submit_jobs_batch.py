@@ -24,9 +24,17 @@ batches that share accounts take the accounts' locks (rate-limit row, submission
 row) in the same order and never wait on each other in a cycle. Any other transaction that submits
 holds one account's locks only.
 
+``api_read_job()`` (0010) changes as ``api_submit_job()`` did in 0011: a key's ``last_used_at`` and the
+deletion of old rate-limit windows skip rows another transaction holds, instead of waiting for them.
+A batch holds several accounts' rows at once; a read or a submission that waited for a key row or an
+old window while holding its own account's rate-limit row could close a cycle with it.
+
 Subtransactions: one per element; the caller keeps batches under 64 elements, the subtransactions a
 backend can list in shared memory before every snapshot in the cluster gets slower.
 """
+
+import importlib.util
+from pathlib import Path
 
 from alembic import op
 
@@ -75,10 +83,81 @@ END
 $fn$
 """
 
+READ_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION api_read_job(
+    p_key_prefix text, p_key_hash text, p_token_user text,
+    p_window bigint, p_rate_limit integer, p_cleanup_before bigint, p_job_id bigint)
+RETURNS TABLE (user_id text, email text, role text, scopes text[], key_id bigint, job jobs,
+               queue_position bigint)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_key api_keys%ROWTYPE;
+    v_user users%ROWTYPE;
+    v_scopes text[] := ARRAY['read', 'write'];
+    v_count integer;
+    v_job jobs%ROWTYPE;
+BEGIN
+    -- Who calls (ApiKeys.authenticate, Users.principal).
+    IF p_key_prefix IS NOT NULL THEN
+        SELECT * INTO v_key FROM api_keys k WHERE k.prefix = p_key_prefix;
+        IF NOT FOUND OR v_key.key_hash <> p_key_hash OR v_key.revoked_at IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'api key';
+        END IF;
+        SELECT * INTO v_user FROM users u WHERE u.id = v_key.user_id AND u.deleted_at IS NULL;
+        v_scopes := v_key.scopes;
+    ELSE
+        SELECT * INTO v_user FROM users u WHERE u.id = p_token_user AND u.deleted_at IS NULL;
+    END IF;
+    IF v_user.id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'account';
+    END IF;
+    IF v_key.id IS NOT NULL AND (v_key.last_used_at IS NULL OR v_key.last_used_at < now() - interval '1 minute') THEN
+        -- To the minute, as ApiKeys does, never waiting for the key's row (as api_submit_job(), 0011).
+        UPDATE api_keys SET last_used_at = now()
+        WHERE id = (SELECT k2.id FROM api_keys k2 WHERE k2.id = v_key.id FOR UPDATE SKIP LOCKED);
+    END IF;
+
+    -- The request counted against the per-second limit (SharedRateLimiter.hit).
+    INSERT INTO api_rate_limits AS r (user_id, window_start, count) VALUES (v_user.id, p_window, 1)
+    ON CONFLICT ON CONSTRAINT api_rate_limits_pkey DO UPDATE SET count = r.count + 1
+    RETURNING r.count INTO v_count;
+    IF p_cleanup_before IS NOT NULL THEN  -- old windows, skipping rows another cleanup is deleting
+        DELETE FROM api_rate_limits WHERE ctid = ANY (ARRAY(
+            SELECT r2.ctid FROM api_rate_limits r2 WHERE r2.window_start < p_cleanup_before FOR UPDATE SKIP LOCKED));
+    END IF;
+    IF v_count > p_rate_limit THEN
+        RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'rate limit';
+    END IF;
+
+    -- The job, if the caller may see it (api.routes.jobs.get_job: its owner, or admin and support).
+    SELECT * INTO v_job FROM jobs j WHERE j.id = p_job_id;
+    IF NOT FOUND OR (v_user.role NOT IN ('admin', 'support') AND v_job.user_id IS DISTINCT FROM v_user.id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'VGS01', MESSAGE = 'job';
+    END IF;
+
+    -- JobPageReads.with_queue_position: the jobs waiting ahead of it, when it is waiting.
+    RETURN QUERY SELECT v_user.id, v_user.email, v_user.role, v_scopes, v_key.id, v_job,
+        CASE WHEN v_job.status IN ('pending', 'queued') THEN jobs_waiting_ahead(v_job.id) END;
+END
+$fn$
+"""
+
 
 def upgrade() -> None:
     op.execute(BATCH_FUNCTION)
+    op.execute(READ_FUNCTION)
+
+
+def _revision_0010():
+    path = Path(__file__).with_name("0010_api_read_job_function.py")
+    spec = importlib.util.spec_from_file_location("videogen_migration_0010", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION api_submit_jobs")
+    op.execute("DROP FUNCTION api_read_job")
+    op.execute(_revision_0010().READ_FUNCTION)

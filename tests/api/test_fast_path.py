@@ -1,14 +1,14 @@
-"""api.fast_submit hands every request it does not answer to the app exactly as it came: the same
-ASGI messages in the same order (the body it read, replayed), then the live ``receive``. Requests it
+"""api.fast_path hands every request it does not answer to the app exactly as it came: the same ASGI
+messages in the same order (the body it read, replayed), then the live ``receive``. Requests it
 answers are covered over real HTTP in test_jobs_api.py (one transaction, the same answer as the
-route's) and test_metrics.py (labelled with the route's template)."""
+routes') and test_metrics.py (labelled with the routes' templates)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from api.fast_submit import SUBMIT_PATH, FastSubmit
+from api.fast_path import SUBMIT_PATH, OneTripRoutes
 
 
 class Inner:
@@ -39,7 +39,7 @@ def scope_for(method: str = "POST", path: str = SUBMIT_PATH, content_type: bytes
 
 def run(scope: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[Inner, list[dict[str, Any]], list[int]]:
     inner = Inner()
-    middleware = FastSubmit(inner, context=None, route=None)  # nothing here reaches the database
+    middleware = OneTripRoutes(inner, context=None, submit_route=None, read_route=None)  # no database here
     pending = list(messages)
     sent: list[int] = []
 
@@ -85,7 +85,10 @@ def test_a_client_that_leaves_mid_body_reaches_the_app_with_what_it_sent_and_the
 
 def test_other_routes_methods_and_content_types_reach_the_app_unchanged():
     for scope in (scope_for(path="/api/v1/jobs/quote"), scope_for(method="GET"),
-                  scope_for(content_type=b"text/plain"), scope_for(path=SUBMIT_PATH + "/")):
+                  scope_for(content_type=b"text/plain"), scope_for(path=SUBMIT_PATH + "/"),
+                  scope_for(method="GET", path=SUBMIT_PATH + "/12/events"),
+                  scope_for(method="GET", path=SUBMIT_PATH + "/012"), scope_for(method="PUT", path=SUBMIT_PATH + "/12"),
+                  scope_for(method="GET", path=SUBMIT_PATH + "/12", key=None)):
         messages = chunks(b'{"prompt": "a fox"}')
         inner, left, status = run(scope, messages)
         assert status == [299] and inner.calls[0][1] == messages and left == []
