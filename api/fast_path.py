@@ -92,7 +92,7 @@ class OneTripRoutes:
         await response(scope, receive, send)
 
     async def _submission(self, scope, headers: Headers, body: bytes) -> Response | None:
-        credentials = presented(self.context, headers.get("authorization"), headers.get("x-api-key"), Request(scope))
+        credentials = self._credentials(scope, headers)
         if credentials is None:
             return None
         try:
@@ -101,12 +101,13 @@ class OneTripRoutes:
             return None
         return await submit_in_one_trip(self.context, credentials, job, headers.get("idempotency-key"))
 
+    def _credentials(self, scope, headers: Headers) -> Credentials | None:
+        return presented(self.context, headers.get("authorization"), headers.get("x-api-key"), Request(scope))
+
     async def _read(self, job_id: int, scope, receive, send) -> None:
         response = None
         if job_id <= MAX_JOB_ID:
-            headers = Headers(scope=scope)
-            credentials = presented(self.context, headers.get("authorization"), headers.get("x-api-key"),
-                                    Request(scope))
+            credentials = self._credentials(scope, Headers(scope=scope))
             if credentials is not None:
                 scope["route"] = self.read_route  # for the request metrics, also if the answer fails
                 response = await read_in_one_trip(self.context, credentials, job_id)

@@ -145,9 +145,7 @@ class OneTripCalls:
 
     async def _submit_batch(self, elements: list[dict[str, Any]]) -> list[Answered | None | Exception]:
         """Each element's answer, or the exception its own statement raised."""
-        window = self.limiter.window(time.time())
-        shared = {"window": window, "rate_limit": self.limiter.limit,
-                  "cleanup_before": self.limiter.cleanup_before(window), "max_active": self.account.max_active_jobs}
+        shared = {**self._count(), "max_active": self.account.max_active_jobs}
         if len(elements) > 1:
             pool = await self._connections()
             arrays = {name: [element[name] for element in elements] for name in _ELEMENT}
@@ -176,10 +174,13 @@ class OneTripCalls:
 
     def _counted(self, credentials: Credentials) -> dict[str, Any]:
         """The arguments both functions start with, in their order: who calls, and their count."""
-        window = self.limiter.window(time.time())
         return {"key_prefix": credentials.key_prefix, "key_hash": credentials.key_hash,
-                "token_user": credentials.token_user, "window": window, "rate_limit": self.limiter.limit,
-                "cleanup_before": self.limiter.cleanup_before(window)}
+                "token_user": credentials.token_user, **self._count()}
+
+    def _count(self) -> dict[str, Any]:
+        """The rate-limit arguments of every call (and of a batch, shared): this moment's window."""
+        window = self.limiter.window(time.time())
+        return {"window": window, "rate_limit": self.limiter.limit, "cleanup_before": self.limiter.cleanup_before(window)}
 
     async def _call(self, statement: str, *arguments: Any) -> Answered | None:
         pool = await self._connections()
